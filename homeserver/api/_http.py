@@ -1,0 +1,322 @@
+"""The HTTP layer: routes, request bodies, Matrix errors, CORS, request logging and metrics.
+
+Design: handlers are methods of small API classes that get their services through
+``__init__`` (constructor injection); ``@route`` marks them, and :func:`build_asgi_app` mounts
+every marked method of the given API objects on one quart-trio app. Quart's per-request cost is
+large (see ``shared/notes/stack-measurements.md``), so everything that wraps every request —
+CORS, the request id, the access log line, metrics, ``OPTIONS`` preflights — lives in one thin
+ASGI wrapper (:class:`ObservedApp`) instead of Quart hooks, and handlers return plain data that
+is serialised once with orjson.
+
+Errors: a handler raises :class:`~homeserver.errors.MatrixError`; Quart's own HTTP errors are
+mapped (404/405 → ``M_UNRECOGNIZED``, 413 → ``M_TOO_LARGE``); anything else is logged with the
+request id and answered ``500 M_UNKNOWN`` without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import orjson
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from homeserver.api.metrics import HttpMetrics
+from homeserver.errors import BadJson, MatrixError, NotJson, TooLarge, Unrecognized, UnknownError
+
+logger = logging.getLogger("homeserver.access")
+error_logger = logging.getLogger("homeserver.api")
+
+JsonDict = dict[str, Any]
+Handler = Callable[..., Awaitable[Any]]
+F = TypeVar("F", bound=Handler)
+
+Auth = Literal["none", "user", "optional"]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What ``@route`` records on a handler."""
+
+    method: str
+    path: str
+    auth: Auth
+    rate_limit: str | None
+
+
+def route(
+    method: str, path: str, *, auth: Auth = "none", rate_limit: str | None = None
+) -> Callable[[F], F]:
+    """Mark an API method as the handler of ``method path``.
+
+    Args:
+        method: HTTP method.
+        path: the spec's path, with ``{param}`` placeholders; ``{param:path}`` matches slashes.
+        auth: whether an access token is required (``user``), optional, or not looked at.
+        rate_limit: the name of the rate limit (``rate_limits.<name>`` in the config) to apply.
+    """
+
+    def mark(fn: F) -> F:
+        specs: list[RouteSpec] = list(getattr(fn, "__routes__", []))
+        specs.append(RouteSpec(method.upper(), path, auth, rate_limit))
+        fn.__routes__ = specs  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def _werkzeug_path(path: str) -> str:
+    out = []
+    for part in path.split("/"):
+        if part.startswith("{") and part.endswith("}"):
+            name, _, conv = part[1:-1].partition(":")
+            out.append(f"<{conv}:{name}>" if conv else f"<{name}>")
+        else:
+            out.append(part)
+    return "/".join(out)
+
+
+class JsonResponse:
+    """A JSON answer with a status other than 200, or extra headers."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, body: Any, status: int = 200, headers: Mapping[str, str] | None = None):
+        self.body = body
+        self.status = status
+        self.headers = dict(headers or {})
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    resp = Response(orjson.dumps(body), status=status, content_type="application/json")
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+async def read_json_body(max_bytes: int) -> JsonDict:
+    """The request body as a JSON object.
+
+    Raises:
+        TooLarge: the body is over ``max_bytes``.
+        NotJson: the body is not UTF-8 JSON.
+        BadJson: the JSON is not an object.
+    """
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise TooLarge()
+    try:
+        data = await request.get_data(cache=True, as_text=False)
+    except RequestEntityTooLarge:
+        raise TooLarge() from None
+    if len(data) > max_bytes:
+        raise TooLarge()
+    if not data:
+        raise NotJson("Request body is empty; a JSON object was expected.")
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise NotJson() from None
+    if not isinstance(body, dict):
+        raise BadJson("The request body must be a JSON object.")
+    return body
+
+
+def _matrix_error_response(err: MatrixError) -> Response:
+    return json_response(err.to_json(), err.status, err.headers)
+
+
+def build_asgi_app(
+    apis: Iterable[object],
+    *,
+    max_body_bytes: int,
+    before_handler: Callable[[RouteSpec], Awaitable[None]] | None = None,
+) -> QuartTrio:
+    """Mount every ``@route`` method of ``apis`` on a new quart-trio app.
+
+    Args:
+        apis: API objects whose methods carry ``@route``.
+        max_body_bytes: the request body limit (``413 M_TOO_LARGE`` above it).
+        before_handler: called before each handler with its route (auth and rate limits).
+    """
+    app = QuartTrio("homeserver")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+
+    seen: dict[tuple[str, str], str] = {}
+    for api in apis:
+        for attr in dir(api):
+            fn = getattr(api, attr)
+            specs: list[RouteSpec] | None = getattr(fn, "__routes__", None)
+            if not specs:
+                continue
+            for spec in specs:
+                key = (spec.method, spec.path)
+                if key in seen:
+                    raise ValueError(f"route {key} defined twice ({seen[key]} and {attr})")
+                seen[key] = attr
+                endpoint = f"{type(api).__name__}.{attr}.{spec.method}.{spec.path}"
+                app.add_url_rule(
+                    _werkzeug_path(spec.path),
+                    endpoint,
+                    _make_view(fn, spec, before_handler),
+                    methods=[spec.method],
+                )
+
+    @app.errorhandler(MatrixError)
+    async def _on_matrix_error(err: MatrixError) -> Response:
+        return _matrix_error_response(err)
+
+    @app.errorhandler(HTTPException)
+    async def _on_http_error(err: HTTPException) -> Response:
+        code = err.code or 500
+        if code == 404:
+            return _matrix_error_response(Unrecognized(404))
+        if code == 405:
+            return _matrix_error_response(Unrecognized(405))
+        if code == 413:
+            return _matrix_error_response(TooLarge())
+        if code == 400:
+            return _matrix_error_response(NotJson("Malformed request."))
+        return _matrix_error_response(MatrixError(code, "M_UNKNOWN", err.name))
+
+    @app.errorhandler(Exception)
+    async def _on_exception(err: Exception) -> Response:
+        rid = request.scope.get("hs.request_id", "-")
+        error_logger.exception("request %s failed: %s %s", rid, request.method, request.path)
+        return _matrix_error_response(UnknownError(f"Internal server error (request {rid})"))
+
+    return app
+
+
+def _make_view(
+    fn: Handler, spec: RouteSpec, before: Callable[[RouteSpec], Awaitable[None]] | None
+) -> Handler:
+    async def view(**kwargs: Any) -> Response:
+        request.scope["hs.route"] = spec.path
+        if before is not None:
+            await before(spec)
+        result = await fn(**kwargs)
+        if isinstance(result, Response):
+            return result
+        if isinstance(result, JsonResponse):
+            return json_response(result.body, result.status, result.headers)
+        return json_response(result)
+
+    view.__name__ = fn.__name__
+    return view
+
+
+# --- the thin ASGI wrapper ---------------------------------------------------------------------
+
+CORS_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    (
+        b"access-control-allow-headers",
+        b"X-Requested-With, Content-Type, Authorization, Date",
+    ),
+    (b"access-control-expose-headers", b"Synapse-Trace-Id, Server"),
+]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ObservedApp:
+    """ASGI wrapper: request id, CORS, OPTIONS preflight, one access-log line, metrics.
+
+    Spec (CORS): client-server-api/_index.md › Web Browser Clients: servers MUST expect clients
+    to approach them with OPTIONS requests and answer with the CORS headers.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, allowed_origins: tuple[str, ...]):
+        self._app = app
+        self._metrics = metrics
+        self._any_origin = "*" in allowed_origins
+        self._origins = {o.encode() for o in allowed_origins}
+
+    def _cors(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        if self._any_origin:
+            return [(b"access-control-allow-origin", b"*"), *CORS_HEADERS]
+        for name, value in scope.get("headers", ()):
+            if name == b"origin" and value in self._origins:
+                return [(b"access-control-allow-origin", value), (b"vary", b"Origin"), *CORS_HEADERS]
+        return []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._app(scope, receive, send)
+            return
+        if kind == "websocket":
+            self._metrics.open_connections.inc()
+            try:
+                await self._app(scope, receive, send)
+            finally:
+                self._metrics.open_connections.dec()
+            return
+
+        rid = secrets.token_hex(6)
+        scope["hs.request_id"] = rid
+        method: str = scope["method"]
+        start = time.perf_counter()
+        status = 0
+        cors = self._cors(scope)
+
+        if method == "OPTIONS":
+            status = 204
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [*cors, (b"content-length", b"0")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            self._finish(scope, method, "OPTIONS *", status, start, rid)
+            return
+
+        async def observed_send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *cors]
+            await send(message)
+
+        self._metrics.open_connections.inc()
+        try:
+            await self._app(scope, receive, observed_send)
+        finally:
+            self._metrics.open_connections.dec()
+            self._finish(scope, method, scope.get("hs.route", "<unmatched>"), status, start, rid)
+
+    def _finish(
+        self, scope: Scope, method: str, route_name: str, status: int, start: float, rid: str
+    ) -> None:
+        duration = time.perf_counter() - start
+        self._metrics.observe(method, route_name, status, duration)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s %s %s %d %.1fms",
+                rid,
+                method,
+                route_name,
+                status,
+                duration * 1000,
+                extra={
+                    "request_id": rid,
+                    "method": method,
+                    "route": route_name,
+                    "path": scope.get("path", ""),
+                    "status": status,
+                    "duration_ms": round(duration * 1000, 2),
+                },
+            )
