@@ -42,9 +42,11 @@ async def _run(cfg: Config) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals)
-        bound = await nursery.start(lambda task_status: serve_homeserver(
-            cfg, shutdown_trigger=stop.wait, task_status=task_status
-        ))
+        bound = await nursery.start(
+            lambda task_status: serve_homeserver(
+                cfg, shutdown_trigger=stop.wait, task_status=task_status
+            )
+        )
         urls = [u for b in bound for u in b.urls]
         print(
             f"Homeserver {cfg.server_name} is running on {', '.join(urls)}\n"

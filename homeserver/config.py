@@ -256,9 +256,9 @@ def _load_dataclass(cls: type[Any], data: dict[str, Any], prefix: str, problems:
 
 
 def _is_optional(tp: Any) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
-        tp
-    )
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(
+        None
+    ) in typing.get_args(tp)
 
 
 def _validate(cfg: Config, problems: list[str]) -> None:
@@ -303,9 +303,7 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     from federation.core.room_versions import KNOWN_ROOM_VERSIONS
 
     if cfg.default_room_version not in KNOWN_ROOM_VERSIONS:
-        problems.append(
-            f"default_room_version: unknown room version {cfg.default_room_version!r}"
-        )
+        problems.append(f"default_room_version: unknown room version {cfg.default_room_version!r}")
 
 
 def parse_config(data: Any, path: str) -> Config:

@@ -15,6 +15,7 @@ request id and answered ``500 M_UNKNOWN`` without internals.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
 import time
@@ -28,7 +29,18 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from homeserver.api.metrics import HttpMetrics
-from homeserver.errors import BadJson, MatrixError, NotJson, TooLarge, Unrecognized, UnknownError
+from homeserver.errors import (
+    BadJson,
+    MatrixError,
+    MissingToken,
+    NotJson,
+    TooLarge,
+    UnknownError,
+    UnknownToken,
+    Unrecognized,
+)
+from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.requester import Authenticator, Requester
 
 logger = logging.getLogger("homeserver.access")
 error_logger = logging.getLogger("homeserver.api")
@@ -93,7 +105,9 @@ class JsonResponse:
         self.headers = dict(headers or {})
 
 
-def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     resp = Response(orjson.dumps(body), status=status, content_type="application/json")
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -132,19 +146,80 @@ def _matrix_error_response(err: MatrixError) -> Response:
     return json_response(err.to_json(), err.status, err.headers)
 
 
+def access_token_of_request() -> str | None:
+    """The access token: ``Authorization: Bearer`` header, else the deprecated query parameter.
+
+    Spec: client-server-api/_index.md › Using access tokens.
+    """
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    return request.args.get("access_token") or None
+
+
+def client_ip() -> str:
+    """The peer address (a reverse proxy's ``X-Forwarded-For`` is trusted only from loopback)."""
+    client = request.scope.get("client")
+    peer = str(client[0]) if client else "unknown"
+    if peer in ("127.0.0.1", "::1"):
+        fwd = request.headers.get("X-Forwarded-For")
+        if fwd:
+            return fwd.split(",")[0].strip() or peer
+    return peer
+
+
+class RequestGate:
+    """What runs before a handler: authentication and rate limiting.
+
+    Args:
+        authenticator: checks access tokens; None while no accounts exist (``auth="user"``
+            routes then answer ``401 M_UNKNOWN_TOKEN``).
+        rate_limiter: the shared token buckets.
+    """
+
+    def __init__(
+        self, authenticator: Authenticator | None, rate_limiter: RateLimiter | None
+    ) -> None:
+        self._auth = authenticator
+        self._limiter = rate_limiter
+
+    async def __call__(self, spec: RouteSpec) -> Requester | None:
+        requester: Requester | None = None
+        ip = client_ip()
+        if spec.auth != "none":
+            token = access_token_of_request()
+            if token is None:
+                if spec.auth == "user":
+                    raise MissingToken()
+            elif self._auth is None:
+                raise UnknownToken()
+            else:
+                requester = await self._auth.authenticate(token, client_ip=ip)
+        if spec.rate_limit is not None and self._limiter is not None:
+            self._limiter.check(spec.rate_limit, requester.user_id if requester else ip)
+        return requester
+
+
 def build_asgi_app(
     apis: Iterable[object],
     *,
     max_body_bytes: int,
-    before_handler: Callable[[RouteSpec], Awaitable[None]] | None = None,
+    gate: RequestGate | None = None,
 ) -> QuartTrio:
     """Mount every ``@route`` method of ``apis`` on a new quart-trio app.
+
+    A handler that declares a ``requester`` parameter receives the :class:`Requester` of the
+    request (None on routes with ``auth="none"`` or an absent optional token).
 
     Args:
         apis: API objects whose methods carry ``@route``.
         max_body_bytes: the request body limit (``413 M_TOO_LARGE`` above it).
-        before_handler: called before each handler with its route (auth and rate limits).
+        gate: authentication and rate limiting before each handler.
     """
+    before_handler = gate
     app = QuartTrio("homeserver")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -195,13 +270,15 @@ def build_asgi_app(
     return app
 
 
-def _make_view(
-    fn: Handler, spec: RouteSpec, before: Callable[[RouteSpec], Awaitable[None]] | None
-) -> Handler:
+def _make_view(fn: Handler, spec: RouteSpec, gate: RequestGate | None) -> Handler:
+    wants_requester = "requester" in inspect.signature(fn).parameters
+
     async def view(**kwargs: Any) -> Response:
-        request.scope["hs.route"] = spec.path
-        if before is not None:
-            await before(spec)
+        scope: dict[str, Any] = request.scope  # type: ignore[assignment]
+        scope["hs.route"] = spec.path
+        requester = await gate(spec) if gate is not None else None
+        if wants_requester:
+            kwargs["requester"] = requester
         result = await fn(**kwargs)
         if isinstance(result, Response):
             return result
@@ -248,7 +325,11 @@ class ObservedApp:
             return [(b"access-control-allow-origin", b"*"), *CORS_HEADERS]
         for name, value in scope.get("headers", ()):
             if name == b"origin" and value in self._origins:
-                return [(b"access-control-allow-origin", value), (b"vary", b"Origin"), *CORS_HEADERS]
+                return [
+                    (b"access-control-allow-origin", value),
+                    (b"vary", b"Origin"),
+                    *CORS_HEADERS,
+                ]
         return []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

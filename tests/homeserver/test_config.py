@@ -10,7 +10,13 @@ import yaml
 
 from homeserver import config as config_mod
 from homeserver.__main__ import main
-from homeserver.config import Config, ConfigError, RegistrationPolicy, load_config, sample_config_text
+from homeserver.config import (
+    Config,
+    ConfigError,
+    RegistrationPolicy,
+    load_config,
+    sample_config_text,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -52,7 +58,9 @@ def test_every_option_is_in_the_sample_and_the_reference_doc():
         for part in path.split("."):
             assert part in node, f"{path} missing from sample_config.yaml"
             node = node[part]
-        assert f"`{path.split('.')[-1]}`" in doc, f"{path} missing from docs/reference/configuration.md"
+        assert f"`{path.split('.')[-1]}`" in doc, (
+            f"{path} missing from docs/reference/configuration.md"
+        )
 
 
 @pytest.mark.parametrize(
@@ -64,15 +72,22 @@ def test_every_option_is_in_the_sample_and_the_reference_doc():
         ("server_name: a\nlisteners: [{port: 99999}]\n", "listeners[0].port: must be 0-65535"),
         ("server_name: a\nlogging: {level: LOUD}\n", "logging.level: expected"),
         ("server_name: a\nregistration: {policy: maybe}\n", "registration.policy: expected"),
-        ("server_name: a\nlisteners: [{tls_certificate: nope.pem, tls_key: nope.key}]\n",
-         "listeners[0].tls_certificate: cannot read"),
+        (
+            "server_name: a\nlisteners: [{tls_certificate: nope.pem, tls_key: nope.key}]\n",
+            "listeners[0].tls_certificate: cannot read",
+        ),
         ("listeners: []\n", "server_name: required option is missing"),
         ("server_name: 'bad name!'\n", "server_name: not a valid server name"),
         ("- a\n- b\n", "must contain a mapping"),
         ("server_name: [\n", "not valid YAML"),
-        ("server_name: a\ndefault_room_version: '99'\n", "default_room_version: unknown room version"),
-        ("server_name: a\nrate_limits: {login: {per_second: 0, burst_count: 1}}\n",
-         "rate_limits.login: per_second must be > 0"),
+        (
+            "server_name: a\ndefault_room_version: '99'\n",
+            "default_room_version: unknown room version",
+        ),
+        (
+            "server_name: a\nrate_limits: {login: {per_second: 0, burst_count: 1}}\n",
+            "rate_limits.login: per_second must be > 0",
+        ),
     ],
 )
 def test_problems_name_file_key_and_problem(tmp_path, text, expected):

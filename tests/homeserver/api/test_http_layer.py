@@ -113,7 +113,9 @@ async def test_matrix_error_and_internal_error(server, caplog):
     assert r.status_code == 500
     assert r.json()["errcode"] == "M_UNKNOWN"
     assert "secret" not in r.text
-    assert any("secret internal detail" in (rec.exc_text or str(rec.exc_info)) for rec in caplog.records)
+    assert any(
+        "secret internal detail" in (rec.exc_text or str(rec.exc_info)) for rec in caplog.records
+    )
 
 
 async def test_path_params_with_slashes(server):
@@ -139,7 +141,10 @@ async def test_metrics_count_requests_by_route_and_status(server):
     await client.get("/_matrix/client/v3/nope")
     await trio.testing.wait_all_tasks_blocked()  # the access line is written after the body
     text = metrics.render().decode()
-    assert 'homeserver_http_requests_total{method="POST",route="/_matrix/client/v3/echo",status="200"} 1.0' in text
+    assert (
+        'homeserver_http_requests_total{method="POST",route="/_matrix/client/v3/echo",status="200"} 1.0'
+        in text
+    )
     assert 'route="<unmatched>",status="404"' in text
     assert "homeserver_http_request_duration_seconds_bucket" in text
     assert "homeserver_db_pool_connections_in_use 1.0" in text
@@ -148,7 +153,9 @@ async def test_metrics_count_requests_by_route_and_status(server):
 
 async def test_restricted_cors_origins(nursery):
     metrics = HttpMetrics()
-    app = ObservedApp(build_asgi_app([EchoApi()], max_body_bytes=LIMIT), metrics, ("https://ok.example",))
+    app = ObservedApp(
+        build_asgi_app([EchoApi()], max_body_bytes=LIMIT), metrics, ("https://ok.example",)
+    )
     hc = HypercornConfig()
     hc.bind = ["127.0.0.1:0"]
     stop = trio.Event()
@@ -159,3 +166,67 @@ async def test_restricted_cors_origins(nursery):
         r = await client.options("/x", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
     stop.set()
+
+
+class FakeAuthenticator:
+    """Accepts exactly one token."""
+
+    async def authenticate(self, access_token, *, client_ip):
+        from homeserver.errors import UnknownToken
+        from homeserver.services.requester import Requester
+
+        if access_token != "good":
+            raise UnknownToken()
+        return Requester(user_id="@alice:test", device_id="DEV")
+
+
+class WhoamiApi:
+    @route("GET", "/_matrix/client/v3/account/whoami", auth="user")
+    async def whoami(self, requester):
+        return {"user_id": requester.user_id, "device_id": requester.device_id}
+
+    @route("POST", "/_matrix/client/v3/limited", rate_limit="login")
+    async def limited(self):
+        return {}
+
+
+@pytest.fixture
+async def gated(nursery):
+    from homeserver.api._http import RequestGate
+    from homeserver.clock import FakeClock
+    from homeserver.config import RateLimit
+    from homeserver.services.ratelimit import RateLimiter
+
+    limiter = RateLimiter({"login": RateLimit(per_second=0.5, burst_count=2)}, FakeClock())
+    gate = RequestGate(FakeAuthenticator(), limiter)
+    app = ObservedApp(
+        build_asgi_app([WhoamiApi()], max_body_bytes=LIMIT, gate=gate), HttpMetrics(), ("*",)
+    )
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    stop = trio.Event()
+    urls = await nursery.start(partial(hypercorn.trio.serve, app, hc, shutdown_trigger=stop.wait))
+    async with httpx.AsyncClient(base_url=urls[0]) as client:
+        yield client
+    stop.set()
+
+
+async def test_auth_header_query_missing_and_unknown(gated):
+    r = await gated.get("/_matrix/client/v3/account/whoami")
+    assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
+    r = await gated.get("/_matrix/client/v3/account/whoami", headers={"Authorization": "Bearer bad"})
+    assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    r = await gated.get("/_matrix/client/v3/account/whoami", headers={"Authorization": "Bearer good"})
+    assert r.json() == {"user_id": "@alice:test", "device_id": "DEV"}
+    r = await gated.get("/_matrix/client/v3/account/whoami?access_token=good")
+    assert r.status_code == 200
+
+
+async def test_rate_limited_route_answers_429_with_retry_after(gated):
+    assert (await gated.post("/_matrix/client/v3/limited", json={})).status_code == 200
+    assert (await gated.post("/_matrix/client/v3/limited", json={})).status_code == 200
+    r = await gated.post("/_matrix/client/v3/limited", json={})
+    assert r.status_code == 429
+    assert r.json()["errcode"] == "M_LIMIT_EXCEEDED"
+    assert r.json()["retry_after_ms"] == 2000
+    assert r.headers["Retry-After"] == "2"
