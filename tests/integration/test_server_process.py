@@ -35,7 +35,7 @@ def make_config(tmp_path: Path, port: int, database_url: str | None) -> Path:
     assert main(["generate-config", "-c", str(cfg), "--server-name", "test.local"]) == 0
     text = cfg.read_text().replace("port: 8008", f"port: {port}")
     if database_url:
-        text = text.replace("url: sqlite:///data/homeserver.db", f"url: {database_url}")
+        text = text.replace("url: sqlite:///data/homeserver.db", f"url: '{database_url}'")
     cfg.write_text(text)
     return cfg
 
@@ -56,9 +56,9 @@ async def wait_for_line(
             buf.append(chunk)
 
 
-async def test_serve_answers_then_sigterm_exits_zero(tmp_path, server_database_url):
+async def test_serve_answers_then_sigterm_exits_zero(tmp_path, database_url):
     port = free_port()
-    cfg = make_config(tmp_path, port, server_database_url)
+    cfg = make_config(tmp_path, port, database_url)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = await trio.lowlevel.open_process(
         [str(ROOT / "scripts" / "serve"), "--config", str(cfg)],
@@ -101,7 +101,7 @@ async def test_serve_answers_then_sigterm_exits_zero(tmp_path, server_database_u
     assert key_file.read_text().startswith("ed25519 ")
 
 
-async def test_first_start_writes_config_and_sigint_exits_zero(tmp_path, server_database_url):
+async def test_first_start_writes_config_and_sigint_exits_zero(tmp_path, database_url):
     """``run --generate-missing`` writes the documented config, then serves; SIGINT stops it."""
     cfg = tmp_path / "fresh.yaml"
     port = free_port()

@@ -1,0 +1,92 @@
+"""In-memory fakes of the Protocols that pure code receives its I/O through.
+
+Each section belongs to one Protocol; add new fakes in their own section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+
+from federation.core.events import Event
+
+# =====================================================================================
+# State resolution: federation.core.stateres.protocol.StateResStore
+# =====================================================================================
+
+
+class FakeStateResStore:
+    """An in-memory :class:`~federation.core.stateres.protocol.StateResStore`.
+
+    Args:
+        events: the room's events.
+        rejected: IDs of the events this server rejected.
+    """
+
+    def __init__(self, events: Iterable[Event] = (), rejected: Iterable[str] = ()) -> None:
+        self.events: dict[str, Event] = {}
+        self.rejected: set[str] = set(rejected)
+        #: Every call, as (method name, number of IDs asked about): lets tests check batching.
+        self.calls: list[tuple[str, int]] = []
+        self._auth_ids: dict[str, list[str]] = {}
+        for event in events:
+            self.add(event)
+
+    def add(self, event: Event, *, rejected: bool = False) -> None:
+        """Add an event (marking it rejected if asked)."""
+        self.events[event.event_id] = event
+        if rejected:
+            self.rejected.add(event.event_id)
+
+    def auth_event_ids(self, event: Event) -> list[str]:
+        """The event's auth events, with the create event implied from the room ID in v12."""
+        cached = self._auth_ids.get(event.event_id)
+        if cached is not None:
+            return cached
+        ids = list(event.auth_event_ids)
+        if not event.room_version.create_event_in_auth_events and event.type != "m.room.create":
+            create_id = "$" + event.room_id[1:]
+            if create_id not in ids:
+                ids.append(create_id)
+        self._auth_ids[event.event_id] = ids
+        return ids
+
+    def get_events(self, event_ids: Collection[str]) -> Mapping[str, Event]:
+        self.calls.append(("get_events", len(event_ids)))
+        return {eid: self.events[eid] for eid in event_ids if eid in self.events}
+
+    def get_rejected(self, event_ids: Collection[str]) -> AbstractSet[str]:
+        self.calls.append(("get_rejected", len(event_ids)))
+        return {eid for eid in event_ids if eid in self.rejected}
+
+    def get_auth_chain(self, event_ids: Collection[str]) -> AbstractSet[str]:
+        self.calls.append(("get_auth_chain", len(event_ids)))
+        chain: set[str] = set()
+        todo = [
+            aid
+            for eid in event_ids
+            if (ev := self.events.get(eid)) is not None
+            for aid in self.auth_event_ids(ev)
+        ]
+        while todo:
+            eid = todo.pop()
+            if eid in chain:
+                continue
+            chain.add(eid)
+            event = self.events.get(eid)
+            if event is not None:
+                todo.extend(a for a in self.auth_event_ids(event) if a not in chain)
+        return chain
+
+
+class FakeStateResStoreWithDifference(FakeStateResStore):
+    """A fake that also answers ``get_auth_chain_difference`` (an ``AuthChainDifferenceStore``),
+    computed naively so it checks the optimised path in ``stateres.v2``."""
+
+    def get_auth_chain_difference(self, state_sets: Sequence[AbstractSet[str]]) -> AbstractSet[str]:
+        self.calls.append(("get_auth_chain_difference", sum(len(s) for s in state_sets)))
+        chains = [set(s) | set(self.get_auth_chain(s)) for s in state_sets]
+        return set().union(*chains) - set(chains[0]).intersection(*chains[1:])
+
+
+# ===================================================================== end state resolution
