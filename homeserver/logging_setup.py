@@ -45,3 +45,5 @@ def setup_logging(cfg: LoggingConfig) -> None:
     root.setLevel(cfg.level)
     # hypercorn logs its own access lines; ours are in homeserver.access.
     logging.getLogger("hypercorn.access").disabled = True
+    # Alembic announces every plugin it loads at INFO; its migration lines stay.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
