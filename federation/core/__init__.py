@@ -8,6 +8,7 @@ Modules:
     room_versions   frozen RoomVersion records: every behaviour that differs by version
     events          the PDU model and event building
     hashing         content hash, reference hash, event IDs
+    builder         building and signing events; format, signature and hash checks on receipt
     redaction       the redaction algorithm of every room version
     auth_rules      authorisation rules for room versions 1-12
     stateres        state resolution v1, v2 and v2.1

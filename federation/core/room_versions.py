@@ -147,9 +147,7 @@ def _version(identifier: str, n: int) -> RoomVersion:
 
 
 #: Every room version this server implements, by identifier.
-KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {
-    str(n): _version(str(n), n) for n in range(1, 13)
-}
+KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {str(n): _version(str(n), n) for n in range(1, 13)}
 
 #: The version new rooms get unless the operator configures another.
 DEFAULT_ROOM_VERSION = "12"
