@@ -111,7 +111,7 @@ class Event:
 
 
 def _event_id_list(room_version: RoomVersion, raw: Any) -> list[str]:
-    """``prev_events``/``auth_events``: v1-2 use ``[[event_id, {hashes}], …]``, v3+ ``[event_id]``."""
+    """``prev_events`` and ``auth_events``: v1-2 ``[[event_id, {hashes}], …]``, v3+ ``[id]``."""
     if not isinstance(raw, list):
         return []
     if room_version.event_id_format is EventIdFormat.V1_ORIGIN:
