@@ -40,23 +40,39 @@ def make_config(tmp_path: Path, port: int, database_url: str | None) -> Path:
     return cfg
 
 
-async def wait_for_line(
-    proc: trio.Process, pattern: str, buf: list[bytes], timeout: float = 60
-) -> str:
-    assert proc.stdout is not None
-    with trio.fail_after(timeout):
+class Output:
+    def __init__(self, proc: trio.Process, nursery: trio.Nursery) -> None:
+        self.buf: list[bytes] = []
+        self._changed = trio.Event()
+        self._proc = proc
+        nursery.start_soon(self._drain)
+
+    async def _drain(self) -> None:
+        assert self._proc.stdout is not None
         while True:
-            text = b"".join(buf).decode(errors="replace")
-            m = re.search(pattern, text)
-            if m:
-                return m.group(0)
-            chunk = await proc.stdout.receive_some(4096)
+            chunk = await self._proc.stdout.receive_some(65536)
+            self.buf.append(chunk)
+            self._changed.set()
             if not chunk:
-                raise AssertionError(f"server exited before printing {pattern!r}:\n{text}")
-            buf.append(chunk)
+                return
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.buf).decode(errors="replace")
+
+    async def wait_for(self, pattern: str, timeout: float = 60) -> str:
+        with trio.fail_after(timeout):
+            while True:
+                m = re.search(pattern, self.text)
+                if m:
+                    return m.group(0)
+                if self.buf and self.buf[-1] == b"":
+                    raise AssertionError(f"server exited before printing {pattern!r}:\n{self.text}")
+                self._changed = trio.Event()
+                await self._changed.wait()
 
 
-async def test_serve_answers_then_sigterm_exits_zero(tmp_path, database_url):
+async def test_serve_answers_then_sigterm_exits_zero(tmp_path, database_url, nursery):
     port = free_port()
     cfg = make_config(tmp_path, port, database_url)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -67,13 +83,16 @@ async def test_serve_answers_then_sigterm_exits_zero(tmp_path, database_url):
         env=env,
         cwd=str(tmp_path),
     )
-    out: list[bytes] = []
+    out = Output(proc, nursery)
     try:
-        await wait_for_line(proc, rf"running on http://127\.0\.0\.1:{port}", out)
-        assert "register-user" in b"".join(out).decode()
+        await out.wait_for(rf"running on http://127\.0\.0\.1:{port}")
+        assert "register-user" in out.text
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            r = await client.get("/_matrix/client/versions")
+            try:
+                r = await client.get("/_matrix/client/versions")
+            except httpx.TimeoutException:
+                raise AssertionError(f"no answer; server output:\n{out.text}") from None
             assert r.status_code == 200
             assert "v1.11" in r.json()["versions"]
             r = await client.get("/health")
@@ -91,7 +110,7 @@ async def test_serve_answers_then_sigterm_exits_zero(tmp_path, database_url):
         proc.send_signal(signal.SIGTERM)
         with trio.fail_after(30):
             code = await proc.wait()
-        assert code == 0, b"".join(out).decode(errors="replace")
+        assert code == 0, out.text
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -101,7 +120,7 @@ async def test_serve_answers_then_sigterm_exits_zero(tmp_path, database_url):
     assert key_file.read_text().startswith("ed25519 ")
 
 
-async def test_first_start_writes_config_and_sigint_exits_zero(tmp_path, database_url):
+async def test_first_start_writes_config_and_sigint_exits_zero(tmp_path, database_url, nursery):
     """``run --generate-missing`` writes the documented config, then serves; SIGINT stops it."""
     cfg = tmp_path / "fresh.yaml"
     port = free_port()
@@ -112,15 +131,13 @@ async def test_first_start_writes_config_and_sigint_exits_zero(tmp_path, databas
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         cwd=str(tmp_path),
     )
-    out: list[bytes] = []
+    out = Output(proc, nursery)
     try:
         # The generated file listens on 8008; it may be taken on a dev machine, so the test only
         # requires that the config was written and the process then either serves or reports it.
-        line = await wait_for_line(
-            proc, r"(running on http://\S+|Address already in use|Errno 98)", out
-        )
+        line = await out.wait_for(r"(running on http://\S+|Address already in use|Errno 98)")
         assert cfg.exists()
-        assert "wrote the default configuration" in b"".join(out).decode()
+        assert "wrote the default configuration" in out.text
         if "running on" in line:
             proc.send_signal(signal.SIGINT)
             with trio.fail_after(30):
