@@ -1,4 +1,4 @@
-"""Command line: ``homeserver run | generate-config | check-config | migrate``.
+"""Command line: ``homeserver run | generate-config | check-config | migrate | register-user``.
 
 ``run`` loads the configuration (writing the documented default on first start when asked to),
 sets up logging, and runs :func:`homeserver.app.serve_homeserver` until SIGTERM or SIGINT, then
@@ -8,9 +8,11 @@ exits 0 after a graceful stop.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -61,6 +63,24 @@ async def _run(cfg: Config) -> None:
         nursery.cancel_scope.deadline = trio.current_time() + cfg.limits.shutdown_grace_period_s + 5
 
 
+def _register_user(cfg: Config, username: str, password: str | None, *, admin: bool) -> int:
+    from homeserver.app import register_user
+    from homeserver.errors import MatrixError
+
+    if password is None:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Confirm password: "):
+            print("Passwords do not match", file=sys.stderr)
+            return 1
+    try:
+        user_id = trio.run(partial(register_user, cfg, username, password, admin=admin))
+    except MatrixError as e:
+        print(f"Cannot create {username}: {e.errcode}: {e.msg}", file=sys.stderr)
+        return 1
+    print(f"Created {user_id}{' (server admin)' if admin else ''}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="homeserver", description="A Matrix homeserver on Trio")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p_mig = sub.add_parser("migrate", help="upgrade the database schema to the newest version")
     p_mig.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+
+    p_reg = sub.add_parser("register-user", help="create an account (works under any policy)")
+    p_reg.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p_reg.add_argument("--admin", action="store_true", help="make the account a server admin")
+    p_reg.add_argument("--password", help="the password (prompted for when left out)")
+    p_reg.add_argument("username", help="the localpart (alice) or full user ID (@alice:server)")
 
     args = parser.parse_args(argv)
     path = Path(args.config)
@@ -111,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     setup_logging(cfg.logging)
+    if args.command == "register-user":
+        return _register_user(cfg, args.username, args.password, admin=args.admin)
     if args.command == "migrate":
         from homeserver.storage import migrate
 

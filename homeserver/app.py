@@ -25,21 +25,46 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import httpx
 import hypercorn.trio
 import trio
 from hypercorn.config import Config as HypercornConfig
 
 from federation.core.signing import SigningKey
-from homeserver.api._http import ObservedApp, build_asgi_app
+from homeserver.api._http import ObservedApp, RequestGate, build_asgi_app
+from homeserver.api.admin.registration_tokens import RegistrationTokensAdminApi
+from homeserver.api.client.account import AccountApi
+from homeserver.api.client.account_data import AccountDataApi
+from homeserver.api.client.capabilities import CapabilitiesApi
+from homeserver.api.client.devices import DevicesApi
+from homeserver.api.client.login import LoginApi
+from homeserver.api.client.openid import OpenIdApi
+from homeserver.api.client.profile import ProfileApi
+from homeserver.api.client.register import RegisterApi
+from homeserver.api.client.tags import TagsApi
+from homeserver.api.client.user_directory import UserDirectoryApi
 from homeserver.api.client.versions import VersionsApi
+from homeserver.api.federation.openid import FederationOpenIdApi
 from homeserver.api.metrics import HttpMetrics
 from homeserver.api.ops import HealthApi, MetricsApi
-from homeserver.clock import SystemClock
+from homeserver.clock import Clock, SystemClock
 from homeserver.config import Config, ListenerConfig
 from homeserver.keys import load_or_create_signing_key
+from homeserver.services.account import AccountService
+from homeserver.services.account_data import AccountDataService
+from homeserver.services.auth import AuthService
+from homeserver.services.devices import DeviceService
 from homeserver.services.health import HealthService
+from homeserver.services.openid import OpenIdService
+from homeserver.services.otp import PhoneVerificationService
+from homeserver.services.passwords import PasswordHasher
+from homeserver.services.profile import ProfileService
 from homeserver.services.ratelimit import RateLimiter
-from homeserver.storage import Database, migrate, open_stores
+from homeserver.services.registration import RegistrationService
+from homeserver.services.sms import FileSmsSender, HttpSmsSender, SmsSender
+from homeserver.services.uia import UiaService
+from homeserver.services.user_directory import UserDirectoryService
+from homeserver.storage import Database, Stores, migrate, open_stores
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +108,153 @@ def _hypercorn_config(cfg: Config, listener: ListenerConfig) -> HypercornConfig:
     return hc
 
 
+# --- accounts (issue 5): registration, login, tokens, UIA, phone verification --------------------
+
+
+@dataclass(frozen=True)
+class _Accounts:
+    auth: AuthService
+    uia: UiaService
+    phones: PhoneVerificationService
+    registration: RegistrationService
+    apis: list[object]
+    http: httpx.AsyncClient | None
+
+
+def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -> _Accounts:
+    """Registration, login/logout/refresh, account management, UIA and SMS codes."""
+    max_body = cfg.limits.max_request_body_bytes
+    hasher = PasswordHasher()
+    http: httpx.AsyncClient | None = None
+    sender: SmsSender
+    if cfg.otp.sender == "http" and cfg.otp.gateway_url:
+        http = httpx.AsyncClient()
+        sender = HttpSmsSender(
+            http,
+            cfg.otp.gateway_url,
+            token=cfg.otp.gateway_token,
+            timeout_s=cfg.otp.gateway_timeout_s,
+            template=cfg.otp.message_template,
+        )
+    else:
+        sender = FileSmsSender(cfg.resolve_path(cfg.data_dir) / cfg.otp.file_path)
+    phones = PhoneVerificationService(
+        stores.threepids, stores.users, sender, limiter, clock, cfg.otp
+    )
+    uia = UiaService(
+        stores.uia,
+        stores.users,
+        stores.registration_tokens,
+        stores.threepids,
+        hasher,
+        clock,
+        server_name=cfg.server_name,
+        session_lifetime_ms=int(cfg.auth.uia_session_lifetime_s * 1000),
+    )
+    auth = AuthService(
+        stores.users,
+        stores.tokens,
+        stores.devices,
+        hasher,
+        limiter,
+        clock,
+        server_name=cfg.server_name,
+        config=cfg.auth,
+    )
+    registration = RegistrationService(
+        stores.users,
+        stores.registration_tokens,
+        auth,
+        uia,
+        hasher,
+        clock,
+        server_name=cfg.server_name,
+        config=cfg.registration,
+        password_min_length=cfg.auth.password_min_length,
+        phone_signup=cfg.otp.enabled,
+    )
+    account = AccountService(
+        stores.users,
+        auth,
+        phones,
+        hasher,
+        clock,
+        password_min_length=cfg.auth.password_min_length,
+    )
+    apis: list[object] = [
+        RegisterApi(
+            registration, uia, phones, server_name=cfg.server_name, max_body_bytes=max_body
+        ),
+        LoginApi(auth, server_name=cfg.server_name, max_body_bytes=max_body),
+        AccountApi(account, uia, phones, max_body_bytes=max_body),
+        RegistrationTokensAdminApi(registration, max_body_bytes=max_body),
+    ]
+    return _Accounts(auth, uia, phones, registration, apis, http)
+
+
+async def _run_accounts_background(
+    accounts: _Accounts, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Session expiry and last-seen flushing; closes the SMS gateway client when cancelled."""
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(accounts.uia.run_expiry)
+            await nursery.start(accounts.phones.run_expiry)
+            await nursery.start(accounts.auth.run_last_seen_flusher)
+            task_status.started()
+    finally:
+        if accounts.http is not None:
+            with trio.CancelScope(shield=True):
+                await accounts.http.aclose()
+
+
+async def register_user(cfg: Config, username: str, password: str, *, admin: bool) -> str:
+    """Create an account from the command line (``homeserver register-user``), any policy.
+
+    Raises:
+        MatrixError: ``M_INVALID_USERNAME``, ``M_USER_IN_USE`` or ``M_WEAK_PASSWORD``.
+    """
+    cfg.resolve_path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
+    await migrate(cfg.database_url)
+    async with Database.open(cfg.database_url, pool_size=1) as db:
+        clock = SystemClock()
+        limiter = RateLimiter({}, clock, enabled=False)
+        accounts = _accounts(cfg, open_stores(db), clock, limiter)
+        try:
+            return await accounts.registration.create_user_as_operator(
+                username, password, admin=admin
+            )
+        finally:
+            if accounts.http is not None:
+                await accounts.http.aclose()
+
+
+# --- account surface (issue 5) ------------------------------------------------------------------
+
+
+def _account_surface_apis(
+    cfg: Config, stores: Stores, clock: Clock, uia: UiaService
+) -> dict[str, list[object]]:
+    """Devices, profiles, account data, tags, capabilities, OpenID and the user directory."""
+    max_body = cfg.limits.max_request_body_bytes
+    account_data = AccountDataService(stores.account_data)
+    openid = OpenIdService(stores.openid, clock, cfg.server_name)
+    return {
+        "client": [
+            DevicesApi(DeviceService(stores.devices), uia, max_body),
+            ProfileApi(ProfileService(stores.users, stores.profiles, cfg.server_name), max_body),
+            AccountDataApi(account_data, max_body),
+            TagsApi(account_data, max_body),
+            CapabilitiesApi(default_room_version=cfg.default_room_version, change_password=True),
+            OpenIdApi(openid),
+            UserDirectoryApi(UserDirectoryService(stores.user_directory)),
+        ],
+        "federation": [FederationOpenIdApi(openid)],
+    }
+
+
+
+
 async def serve_homeserver(
     cfg: Config,
     *,
@@ -120,25 +292,34 @@ async def serve_homeserver(
             clock,
             enabled=rl.enabled,
         )
-        _ = (stores, rate_limiter)  # used by the account and room services as they land
         metrics = HttpMetrics(pool_usage=lambda: (db.pool_stats().in_use, db.pool_stats().size))
         health = HealthService({"database": db.ping}, _with_timeout)
 
+        accounts = _accounts(cfg, stores, clock, rate_limiter)
+        gate = RequestGate(accounts.auth, rate_limiter)
+        account_surface = _account_surface_apis(cfg, stores, clock, accounts.uia)
+
         apis: dict[str, list[object]] = {
-            "client": [VersionsApi()],
-            "federation": [],
+            "client": [
+                VersionsApi(),
+                *accounts.apis,
+                *account_surface["client"],
+            ],
+            "federation": [*account_surface["federation"]],
             "media": [],
             "health": [HealthApi(health)],
             "metrics": [MetricsApi(metrics)],
         }
 
         async with trio.open_nursery() as background:
+            await background.start(_run_accounts_background, accounts)
             bound: list[Bound] = []
             async with trio.open_nursery() as servers:
                 for listener in cfg.listeners:
                     app = build_asgi_app(
                         _apis_for(listener.resources, apis),
                         max_body_bytes=cfg.limits.max_request_body_bytes,
+                        gate=gate,
                     )
                     asgi = ObservedApp(app, metrics, cfg.cors.allowed_origins)  # type: ignore[arg-type]
                     urls = await servers.start(

@@ -114,6 +114,52 @@ class RegistrationConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """Passwords, access and refresh tokens, user-interactive auth sessions."""
+
+    #: Shortest password accepted at registration and password change (``M_WEAK_PASSWORD``).
+    password_min_length: int = 8
+    #: Lifetime of access tokens of clients that cannot refresh; null: they never expire.
+    access_token_lifetime_s: float | None = None
+    #: Lifetime of access tokens of clients that sent ``refresh_token: true``.
+    refreshable_access_token_lifetime_s: float = 300.0
+    #: Lifetime of refresh tokens; null: until used or logged out.
+    refresh_token_lifetime_s: float | None = None
+    #: How long a user-interactive authentication session lives.
+    uia_session_lifetime_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class OtpConfig:
+    """Phone number verification by SMS code (sign-up, login by phone, ``/account/3pid``)."""
+
+    #: Offer phone number verification at all.
+    enabled: bool = False
+    #: ``file``: append ``number code`` lines to ``file_path`` (development, tests).
+    #: ``http``: POST ``{"to", "body"}`` to ``gateway_url`` with ``gateway_token``.
+    sender: Literal["file", "http"] = "file"
+    #: For ``sender: file``; relative to ``data_dir``.
+    file_path: str = "sms_codes.log"
+    gateway_url: str | None = None
+    gateway_token: str | None = None
+    gateway_timeout_s: float = 10.0
+    #: ISO 3166-1 alpha-2 regions whose numbers are accepted; empty: every region.
+    allowed_countries: tuple[str, ...] = ()
+    #: Regions whose numbers are refused (applies after ``allowed_countries``).
+    blocked_countries: tuple[str, ...] = ()
+    #: How long a code is valid.
+    code_ttl_s: int = 600
+    #: Wrong codes before a code is burnt (a new one must be requested).
+    max_attempts: int = 3
+    #: Shortest time between two codes for the same session.
+    resend_interval_s: int = 60
+    #: How long a validation session (and a validated number) can be used.
+    session_lifetime_s: int = 86400
+    #: The SMS text; ``{code}`` is replaced by the code.
+    message_template: str = "Your verification code is {code}"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. ``config_path`` and ``base_dir`` are filled in by the loader."""
 
@@ -127,6 +173,8 @@ class Config:
     cors: CorsConfig = CorsConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     registration: RegistrationConfig = RegistrationConfig()
+    auth: AuthConfig = AuthConfig()
+    otp: OtpConfig = OtpConfig()
     #: Room version of new rooms unless the client asks for another.
     default_room_version: str = "12"
     config_path: str = field(default="", metadata={"internal": True})
@@ -300,10 +348,46 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         rl = getattr(cfg.rate_limits, name)
         if isinstance(rl, RateLimit) and (rl.per_second <= 0 or rl.burst_count < 1):
             problems.append(f"rate_limits.{name}: per_second must be > 0 and burst_count >= 1")
+    _validate_accounts(cfg, problems)
     from federation.core.room_versions import KNOWN_ROOM_VERSIONS
 
     if cfg.default_room_version not in KNOWN_ROOM_VERSIONS:
         problems.append(f"default_room_version: unknown room version {cfg.default_room_version!r}")
+
+
+_REGION_RE = re.compile(r"^[A-Z]{2}$")
+
+
+def _validate_accounts(cfg: Config, problems: list[str]) -> None:
+    a = cfg.auth
+    if a.password_min_length < 1:
+        problems.append("auth.password_min_length: must be at least 1")
+    for name in ("access_token_lifetime_s", "refresh_token_lifetime_s"):
+        value = getattr(a, name)
+        if value is not None and value <= 0:
+            problems.append(f"auth.{name}: must be > 0 or null")
+    if a.refreshable_access_token_lifetime_s <= 0:
+        problems.append("auth.refreshable_access_token_lifetime_s: must be > 0")
+    if a.uia_session_lifetime_s <= 0:
+        problems.append("auth.uia_session_lifetime_s: must be > 0")
+    o = cfg.otp
+    if o.enabled and o.sender == "http" and not o.gateway_url:
+        problems.append("otp.gateway_url: required when otp.sender is http")
+    if o.gateway_url is not None and not o.gateway_url.startswith(("http://", "https://")):
+        problems.append("otp.gateway_url: must be an http:// or https:// URL")
+    for name in ("allowed_countries", "blocked_countries"):
+        for code in getattr(o, name):
+            if not _REGION_RE.match(code):
+                problems.append(f"otp.{name}: {code!r} is not an ISO 3166-1 alpha-2 code (DE, US)")
+    for name in ("code_ttl_s", "max_attempts", "session_lifetime_s"):
+        if getattr(o, name) < 1:
+            problems.append(f"otp.{name}: must be at least 1")
+    if o.resend_interval_s < 0:
+        problems.append("otp.resend_interval_s: must not be negative")
+    if o.gateway_timeout_s <= 0:
+        problems.append("otp.gateway_timeout_s: must be > 0")
+    if "{code}" not in o.message_template:
+        problems.append("otp.message_template: must contain {code}")
 
 
 def parse_config(data: Any, path: str) -> Config:

@@ -251,6 +251,8 @@ openid_tokens = Table(
 )
 
 
+
+
 def constraint_name(table: str, columns: Sequence[str]) -> str | None:
     """The primary key, unique constraint or unique index of ``table`` over exactly ``columns``.
 

@@ -73,7 +73,7 @@ _BIND_PHONE = (
 )
 _UNBIND_PHONE = (
     update(users)
-    .where(users.c.user_id == bindparam("user_id"), users.c.phone == bindparam("phone"))
+    .where(users.c.user_id == bindparam("user_id"), users.c.phone == bindparam("bound_phone"))
     .values(phone=None, phone_added_ts=None)
 )
 _COUNT = select(func.count()).select_from(users).where(users.c.is_guest == bindparam("is_guest"))
@@ -193,7 +193,7 @@ class UserStore:
         """Unbind ``phone`` from the account; return whether it was bound to it."""
 
         async def work(conn: Conn) -> int:
-            return await conn.execute(_UNBIND_PHONE, {"user_id": user_id, "phone": phone})
+            return await conn.execute(_UNBIND_PHONE, {"user_id": user_id, "bound_phone": phone})
 
         return await self._db.run(work, name="unbind_phone") > 0
 

@@ -1,0 +1,174 @@
+"""Account management: whoami, password, deactivation, phone numbers (3PIDs).
+
+Spec: client-server-api/_index.md › Password management (password_management.yaml), Account
+deactivation (account_deactivation.yaml), Adding account administrative contact information
+(administrative_contact.yaml), ``GET /account/whoami`` (whoami.yaml).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import request
+
+from homeserver.api._http import read_json_body, route
+from homeserver.api.client._fields import opt_bool, req_str
+from homeserver.api.client.register import request_msisdn_token
+from homeserver.errors import InvalidParam
+from homeserver.services.account import AccountService
+from homeserver.services.identifiers import e164_from_msisdn, msisdn_address
+from homeserver.services.otp import PhoneVerificationService
+from homeserver.services.requester import Requester
+from homeserver.services.uia import MSISDN, PASSWORD, UiaService, request_key
+
+__all__ = ["AccountApi"]
+
+
+class AccountApi:
+    """``/account/...``."""
+
+    def __init__(
+        self,
+        account: AccountService,
+        uia: UiaService,
+        phones: PhoneVerificationService,
+        *,
+        max_body_bytes: int,
+    ) -> None:
+        self._account = account
+        self._uia = uia
+        self._phones = phones
+        self._max = max_body_bytes
+
+    def _reauth_flows(self) -> list[list[str]]:
+        return [[PASSWORD], *([[MSISDN]] if self._phones.enabled else [])]
+
+    @route("GET", "/_matrix/client/v3/account/whoami", auth="user")
+    async def whoami(self, requester: Requester) -> Any:
+        """GET /_matrix/client/v3/account/whoami — spec: whoami.
+
+        "Gets information about the owner of a given access token." ``device_id`` and
+        ``is_guest`` as the spec has them (v1.1, v1.2).
+        """
+        body: dict[str, Any] = {"user_id": requester.user_id, "is_guest": requester.is_guest}
+        if requester.device_id is not None:
+            body["device_id"] = requester.device_id
+        return body
+
+    @route("POST", "/_matrix/client/v3/account/password", auth="user")
+    async def change_password(self, requester: Requester) -> Any:
+        """POST /_matrix/client/v3/account/password — spec: Password management.
+
+        "Changes the password for an account on this homeserver. This API endpoint uses the
+        User-Interactive Authentication API to ensure the user changing the password is
+        actually the owner of the account." ``logout_devices`` (default true) deletes the
+        user's other devices.
+        """
+        body = await read_json_body(self._max)
+        new_password = req_str(body, "new_password", max_len=512)
+        logout_devices = opt_bool(body, "logout_devices", True)
+        proof = await self._uia.check(
+            requester=requester,
+            body=body,
+            request_key=request_key("POST", request.path),
+            flows=self._reauth_flows(),
+            description="change password",
+        )
+        await self._account.change_password(requester, new_password, logout_devices=logout_devices)
+        await self._uia.finish(proof)
+        return {}
+
+    @route("POST", "/_matrix/client/v3/account/deactivate", auth="user")
+    async def deactivate(self, requester: Requester) -> Any:
+        """POST /_matrix/client/v3/account/deactivate — spec: Account deactivation.
+
+        "Deactivate the user's account, removing all ability for the user to login again.
+        This API endpoint uses the User-Interactive Authentication API." Every device and token
+        is deleted and the phone number unbound; login then answers ``M_USER_DEACTIVATED``.
+        """
+        body = await read_json_body(self._max)
+        opt_bool(body, "erase", False)
+        proof = await self._uia.check(
+            requester=requester,
+            body=body,
+            request_key=request_key("POST", request.path),
+            flows=self._reauth_flows(),
+            description="deactivate account",
+        )
+        await self._account.deactivate(requester.user_id)
+        await self._uia.finish(proof)
+        return {"id_server_unbind_result": "no-support"}
+
+    @route("GET", "/_matrix/client/v3/account/3pid", auth="user")
+    async def threepids(self, requester: Requester) -> Any:
+        """GET /_matrix/client/v3/account/3pid — spec: Adding account administrative contact
+        information.
+
+        "Gets a list of the third-party identifiers that the homeserver has associated with
+        the user's account." Only phone numbers (``msisdn``) are kept here.
+        """
+        phones = await self._account.phones(requester.user_id)
+        return {
+            "threepids": [
+                {
+                    "medium": "msisdn",
+                    "address": msisdn_address(p.phone),
+                    "validated_at": p.added_at,
+                    "added_at": p.added_at,
+                }
+                for p in phones
+            ]
+        }
+
+    @route("POST", "/_matrix/client/v3/account/3pid/add", auth="user")
+    async def add_threepid(self, requester: Requester) -> Any:
+        """POST /_matrix/client/v3/account/3pid/add — spec: Adding account administrative
+        contact information.
+
+        "Adds contact information to the user's account. Homeservers should use 3PIDs added
+        through this endpoint for password resets instead of relying on the identity server.
+        ... This endpoint uses the User-Interactive Authentication API." The session (``sid``,
+        ``client_secret``) must have been validated with the SMS code; a number can belong to
+        one account only (``M_THREEPID_IN_USE``).
+        """
+        body = await read_json_body(self._max)
+        sid = req_str(body, "sid", max_len=255)
+        client_secret = req_str(body, "client_secret", max_len=255)
+        proof = await self._uia.check(
+            requester=requester,
+            body=body,
+            request_key=request_key("POST", request.path, {"sid": sid}),
+            flows=[[PASSWORD]],
+            description="add phone number",
+        )
+        await self._account.bind_phone(requester, sid=sid, client_secret=client_secret)
+        await self._uia.finish(proof)
+        return {}
+
+    @route("POST", "/_matrix/client/v3/account/3pid/delete", auth="user")
+    async def delete_threepid(self, requester: Requester) -> Any:
+        """POST /_matrix/client/v3/account/3pid/delete — spec: Adding account administrative
+        contact information.
+
+        "Removes a third-party identifier from the user's account. This might not cause an
+        unbind of the identifier from the identity server." Removing a number that is not
+        bound is not an error.
+        """
+        body = await read_json_body(self._max)
+        medium = req_str(body, "medium", max_len=32)
+        address = req_str(body, "address", max_len=64)
+        if medium != "msisdn":
+            raise InvalidParam("Only msisdn third-party identifiers are supported")
+        await self._account.unbind_phone(requester.user_id, e164_from_msisdn(address))
+        return {"id_server_unbind_result": "no-support"}
+
+    @route("POST", "/_matrix/client/v3/account/3pid/msisdn/requestToken")
+    async def msisdn_request_token(self) -> Any:
+        """POST /_matrix/client/v3/account/3pid/msisdn/requestToken — spec: Adding account
+        administrative contact information.
+
+        "The homeserver must check that the given phone number is not already associated with
+        an account on this homeserver." Answers with ``sid`` and ``submit_url``.
+        """
+        body = await read_json_body(self._max)
+        return await request_msisdn_token(self._phones, body)

@@ -1,0 +1,102 @@
+"""Login, token refresh and logout.
+
+Spec: client-server-api/_index.md › Login {id="legacy-login"} (data/api/client-server/login.yaml),
+Refreshing access tokens (refresh.yaml), Logout (logout.yaml).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.api._http import read_json_body, route
+from homeserver.api.client._fields import opt_bool, opt_str, req_str
+from homeserver.api.client.register import session_body
+from homeserver.errors import BadJson, Codes, MatrixError
+from homeserver.services.auth import AuthService
+from homeserver.services.identifiers import parse_identifier
+from homeserver.services.requester import Requester
+
+__all__ = ["LoginApi"]
+
+PASSWORD = "m.login.password"
+
+
+class LoginApi:
+    """``/login``, ``/refresh``, ``/logout``."""
+
+    def __init__(self, auth: AuthService, *, server_name: str, max_body_bytes: int) -> None:
+        self._auth = auth
+        self._server_name = server_name
+        self._max = max_body_bytes
+
+    @route("GET", "/_matrix/client/v3/login")
+    async def login_flows(self) -> Any:
+        """GET /_matrix/client/v3/login — spec: Login.
+
+        "Gets the homeserver's supported login types to authenticate users."
+        """
+        return {"flows": [{"type": PASSWORD}]}
+
+    @route("POST", "/_matrix/client/v3/login", rate_limit="login")
+    async def login(self) -> Any:
+        """POST /_matrix/client/v3/login — spec: Login.
+
+        "Authenticates the user, and issues an access token they can use to authorize
+        themself in subsequent requests." Wrong credentials: 403 ``M_FORBIDDEN``; a
+        deactivated account: 403 ``M_USER_DEACTIVATED``. Rate limited per IP (route) and per
+        user (service).
+        """
+        body = await read_json_body(self._max)
+        kind = body.get("type")
+        if not isinstance(kind, str):
+            raise BadJson("type must be a string")
+        if kind != PASSWORD:
+            raise MatrixError(400, Codes.UNKNOWN, f"Unknown login type {kind!r}")
+        identifier = parse_identifier(body)
+        session = await self._auth.login_with_password(
+            identifier,
+            req_str(body, "password", max_len=512),
+            device_id=opt_str(body, "device_id", max_len=255),
+            display_name=opt_str(body, "initial_device_display_name", max_len=512),
+            want_refresh=opt_bool(body, "refresh_token", False),
+        )
+        return session_body(session, self._server_name)
+
+    @route("POST", "/_matrix/client/v3/refresh", rate_limit="login")
+    async def refresh(self) -> Any:
+        """POST /_matrix/client/v3/refresh — spec: Refreshing access tokens.
+
+        "Refresh an access token. Clients should use the returned access token when making
+        subsequent API calls, and store the returned refresh token (if given) in order to
+        refresh the new access token when necessary." An unknown or already used refresh token:
+        401 ``M_UNKNOWN_TOKEN`` (as the spec says; Synapse answers 403).
+        """
+        body = await read_json_body(self._max)
+        session = await self._auth.refresh(req_str(body, "refresh_token", max_len=512))
+        out: dict[str, Any] = {"access_token": session.access_token}
+        if session.refresh_token is not None:
+            out["refresh_token"] = session.refresh_token
+        if session.expires_in_ms is not None:
+            out["expires_in_ms"] = session.expires_in_ms
+        return out
+
+    @route("POST", "/_matrix/client/v3/logout", auth="user")
+    async def logout(self, requester: Requester) -> Any:
+        """POST /_matrix/client/v3/logout — spec: Logout.
+
+        "Invalidates an existing access token, so that it can no longer be used for
+        authorization. The device associated with the access token is also deleted."
+        """
+        await self._auth.logout(requester)
+        return {}
+
+    @route("POST", "/_matrix/client/v3/logout/all", auth="user")
+    async def logout_all(self, requester: Requester) -> Any:
+        """POST /_matrix/client/v3/logout/all — spec: Logout.
+
+        "Invalidates all access tokens for a user, so that they can no longer be used for
+        authorization. This includes the access token that made this request. All devices for
+        the user are also deleted."
+        """
+        await self._auth.logout_all(requester.user_id)
+        return {}

@@ -1,0 +1,391 @@
+"""User-interactive authentication (UIA).
+
+Spec: client-server-api/_index.md › User-Interactive Authentication API, Authentication types.
+
+An endpoint that needs UIA calls :meth:`UiaService.check` with the request body, a
+``request_key`` naming the operation, and the flows it offers. ``check`` either returns a
+:class:`UiaResult` (one flow is complete) or raises :class:`UiaRequired`, the spec's 401 body::
+
+    {"flows": [{"stages": [...]}], "params": {}, "session": "...", "completed": [...],
+     "errcode": "M_FORBIDDEN", "error": "..."}      # errcode/error only after a failed stage
+
+Sessions:
+
+- A session starts with the first request (with or without ``auth``; clients differ:
+  matrix-nio's ``register()`` sends ``{"type": "m.login.dummy"}`` with no session, its
+  ``register_with_token()`` an ``auth`` without ``type``; both work, as on Synapse).
+- It is bound to the request that started it: ``request_key`` (see :func:`request_key`: method,
+  path and a hash of the request's relevant body fields) and the authenticated user. A session
+  used for another operation or by another user is refused (403).
+- Completed stages are stored per session (table ``uia_stages``) with what each proved: the user
+  a password authenticated, the registration token, the validated phone number.
+- Stages must be completed in the order of some flow; a completed stage is never re-checked, and
+  once a flow is complete, further requests in the session succeed (the spec: "servers must
+  return ... the result of the API call if all stages were completed").
+- Sessions expire (``auth.uia_session_lifetime_s``); :meth:`UiaService.run_expiry` deletes them in
+  the background and gives back the registration token uses they had reserved.
+
+Stages: ``m.login.dummy`` (only where a flow offers it), ``m.login.password`` (re-auth of the
+requester's user: ``m.id.user`` / ``m.id.phone``; argon2), ``m.login.registration_token``,
+``m.login.msisdn`` (``threepid_creds`` of a session validated by SMS code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from homeserver.clock import Clock
+from homeserver.errors import BadJson, Codes, Forbidden, MatrixError
+from homeserver.services.identifiers import find_user, parse_identifier
+from homeserver.services.passwords import PasswordHasher
+from homeserver.services.requester import Requester
+from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.threepids import ThreepidStore
+from homeserver.storage.uia import UiaStore
+from homeserver.storage.users import UserStore
+
+__all__ = [
+    "DUMMY",
+    "MSISDN",
+    "PASSWORD",
+    "REGISTRATION_TOKEN",
+    "UiaRequired",
+    "UiaResult",
+    "UiaService",
+    "request_key",
+]
+
+logger = logging.getLogger(__name__)
+
+DUMMY = "m.login.dummy"
+PASSWORD = "m.login.password"
+REGISTRATION_TOKEN = "m.login.registration_token"
+MSISDN = "m.login.msisdn"
+KNOWN_STAGES = frozenset({DUMMY, PASSWORD, REGISTRATION_TOKEN, MSISDN})
+
+
+def request_key(method: str, path: str, relevant: Mapping[str, Any] | None = None) -> str:
+    """The key that binds a UIA session to one operation.
+
+    Args:
+        method: the HTTP method.
+        path: the request path (with its parameters filled in).
+        relevant: the body fields that define the operation (never secrets such as passwords;
+            never ``auth``).
+    """
+    material = json.dumps(
+        [method.upper(), path, dict(relevant or {})], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class UiaResult:
+    """What a completed UIA proved."""
+
+    session_id: str
+    completed: tuple[str, ...]
+    #: the user an ``m.login.password`` stage authenticated
+    user_id: str | None = None
+    #: the token of an ``m.login.registration_token`` stage
+    registration_token: str | None = None
+    #: the E.164 number an ``m.login.msisdn`` stage validated
+    phone: str | None = None
+
+
+class UiaRequired(MatrixError):
+    """401: more authentication is needed (the body lists flows, session and completed stages).
+
+    Raised by :meth:`UiaService.check` until a flow is complete; after a failed stage it also
+    carries ``errcode`` and ``error``.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: str,
+        flows: Sequence[Sequence[str]],
+        completed: Sequence[str],
+        errcode: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        super().__init__(401, errcode or "", error or "Additional authentication is required")
+        self.session = session
+        self.flows = [list(f) for f in flows]
+        self.completed = list(completed)
+        self.failed = errcode is not None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "flows": [{"stages": f} for f in self.flows],
+            "params": {},
+            "session": self.session,
+            "completed": self.completed,
+        }
+        if self.failed:
+            body["errcode"] = self.errcode
+            body["error"] = self.msg
+        return body
+
+
+class _StageFailed(Exception):
+    def __init__(self, errcode: str, error: str) -> None:
+        super().__init__(error)
+        self.errcode = errcode
+        self.error = error
+
+
+class UiaService:
+    """Runs user-interactive authentication for the endpoints that need it.
+
+    Args:
+        store: the sessions.
+        users: accounts, for ``m.login.password``.
+        registration_tokens: for ``m.login.registration_token``.
+        threepids: phone validation sessions, for ``m.login.msisdn``.
+        hasher: verifies passwords.
+        clock: session timestamps and expiry.
+        server_name: to resolve localparts to user IDs.
+        session_lifetime_ms: how long a session lives after it starts.
+    """
+
+    def __init__(
+        self,
+        store: UiaStore,
+        users: UserStore,
+        registration_tokens: RegistrationTokenStore,
+        threepids: ThreepidStore,
+        hasher: PasswordHasher,
+        clock: Clock,
+        *,
+        server_name: str,
+        session_lifetime_ms: int = 15 * 60 * 1000,
+    ) -> None:
+        self._store = store
+        self._users = users
+        self._tokens = registration_tokens
+        self._threepids = threepids
+        self._hasher = hasher
+        self._clock = clock
+        self._server_name = server_name
+        self._lifetime_ms = session_lifetime_ms
+
+    async def check(
+        self,
+        *,
+        requester: Requester | None,
+        body: Mapping[str, Any],
+        request_key: str,
+        flows: list[list[str]],
+        description: str = "",
+    ) -> UiaResult:
+        """Advance the UIA of this request; return once one of ``flows`` is complete.
+
+        Args:
+            requester: the authenticated user (None on ``/register``).
+            body: the request body (its ``auth`` is read).
+            request_key: from :func:`request_key`; binds the session to this operation.
+            flows: the flows offered, each a list of stage types.
+            description: what the session authorises (kept for logs and admins).
+
+        Raises:
+            UiaRequired: 401 with flows/session/completed (and errcode after a failed stage).
+            BadJson: ``auth`` is malformed.
+            MatrixError: 400 ``M_UNKNOWN`` for an unknown or expired session, 403 when the
+                session belongs to another operation or user, 400 ``M_UNRECOGNIZED`` for an
+                unknown stage type.
+        """
+        auth = body.get("auth")
+        if auth is not None and not isinstance(auth, dict):
+            raise BadJson("auth must be an object")
+        auth = auth or {}
+        session_id = auth.get("session")
+        stage = auth.get("type")
+        if session_id is not None and not isinstance(session_id, str):
+            raise BadJson("auth.session must be a string")
+        if stage is not None and not isinstance(stage, str):
+            raise BadJson("auth.type must be a string")
+        user_id = requester.user_id if requester is not None else None
+        now = self._clock.time_ms()
+
+        completed: dict[str, dict[str, Any]] = {}
+        if session_id is None:
+            session_id = secrets.token_urlsafe(24)
+            await self._store.create_session(
+                session_id,
+                request_key=request_key,
+                user_id=user_id,
+                description=description,
+                created_ts=now,
+                expires_ts=now + self._lifetime_ms,
+            )
+        else:
+            row = await self._store.get_session(session_id)
+            if row is None or row.expires_ts <= now:
+                raise MatrixError(400, Codes.UNKNOWN, "Unknown or expired UIA session")
+            if row.request_key != request_key:
+                raise Forbidden(
+                    "Requested operation has changed during the UI authentication session."
+                )
+            if row.user_id != user_id:
+                raise Forbidden("This UI authentication session belongs to another user.")
+            completed = {name: json.loads(result) for name, result in row.stages}
+
+        done = _complete_flow(flows, completed)
+        if done is None and stage is not None and stage not in completed:
+            if stage not in KNOWN_STAGES:
+                raise MatrixError(400, Codes.UNRECOGNIZED, f"Unrecognised auth type {stage!r}")
+            if not _may_attempt(flows, list(completed), stage):
+                raise UiaRequired(
+                    session=session_id,
+                    flows=flows,
+                    completed=list(completed),
+                    errcode=Codes.FORBIDDEN,
+                    error=f"{stage} is not offered here or not the next stage of a flow",
+                )
+            try:
+                result = await self._run_stage(stage, auth, requester)
+            except _StageFailed as e:
+                raise UiaRequired(
+                    session=session_id,
+                    flows=flows,
+                    completed=list(completed),
+                    errcode=e.errcode,
+                    error=e.error,
+                ) from None
+            await self._store.complete_stage(
+                session_id, stage, json.dumps(result, sort_keys=True), now=now
+            )
+            completed[stage] = result
+            done = _complete_flow(flows, completed)
+
+        if done is None:
+            raise UiaRequired(session=session_id, flows=flows, completed=list(completed))
+        proved: dict[str, Any] = {}
+        for name in done:
+            proved.update(completed[name])
+        return UiaResult(
+            session_id=session_id,
+            completed=tuple(completed),
+            user_id=proved.get("user_id"),
+            registration_token=proved.get("registration_token"),
+            phone=proved.get("phone"),
+        )
+
+    async def finish(self, result: UiaResult) -> None:
+        """Forget a session whose operation was carried out and must not be repeated."""
+        await self._store.delete_session(result.session_id)
+
+    async def _run_stage(
+        self, stage: str, auth: Mapping[str, Any], requester: Requester | None
+    ) -> dict[str, Any]:
+        if stage == DUMMY:
+            return {}
+        if stage == PASSWORD:
+            return await self._check_password(auth, requester)
+        if stage == REGISTRATION_TOKEN:
+            return await self._check_registration_token(auth)
+        if stage == MSISDN:
+            return await self._check_msisdn(auth, requester)
+        raise AssertionError(stage)  # pragma: no cover - KNOWN_STAGES is checked first
+
+    async def _check_password(
+        self, auth: Mapping[str, Any], requester: Requester | None
+    ) -> dict[str, Any]:
+        password = auth.get("password")
+        if not isinstance(password, str):
+            raise BadJson("auth.password must be a string")
+        identifier = parse_identifier(auth)
+        user = await find_user(self._users, self._server_name, identifier)
+        ok = await self._hasher.verify(user.password_hash if user else None, password)
+        if user is None or not ok or user.deactivated:
+            raise _StageFailed(Codes.FORBIDDEN, "Invalid username or password")
+        if requester is not None and user.user_id != requester.user_id:
+            raise _StageFailed(Codes.FORBIDDEN, "You can only authenticate as yourself")
+        return {"user_id": user.user_id}
+
+    async def _check_registration_token(self, auth: Mapping[str, Any]) -> dict[str, Any]:
+        token = auth.get("token", auth.get("registration_token"))
+        if not isinstance(token, str):
+            raise BadJson("auth.token must be a string")
+        if not await self._tokens.reserve(token, now=self._clock.time_ms()):
+            raise _StageFailed(Codes.UNAUTHORIZED, "Invalid registration token")
+        return {"registration_token": token}
+
+    async def _check_msisdn(
+        self, auth: Mapping[str, Any], requester: Requester | None
+    ) -> dict[str, Any]:
+        creds = auth.get("threepid_creds", auth.get("threepidCreds"))
+        if not isinstance(creds, dict):
+            raise BadJson("auth.threepid_creds must be an object")
+        sid = creds.get("sid")
+        secret = creds.get("client_secret")
+        if not isinstance(sid, str) or not isinstance(secret, str):
+            raise BadJson("threepid_creds needs sid and client_secret strings")
+        session = await self._threepids.get(sid)
+        if (
+            session is None
+            or session.medium != "msisdn"
+            or not secrets.compare_digest(session.client_secret, secret)
+            or session.validated_ts is None
+        ):
+            raise _StageFailed(Codes.UNAUTHORIZED, "Phone number not validated")
+        if requester is not None:
+            # re-authentication: the number must be the one bound to the requester's account
+            user = await self._users.get_user(requester.user_id)
+            if user is None or user.phone != session.address:
+                raise _StageFailed(Codes.FORBIDDEN, "This is not your account's phone number")
+        return {"phone": session.address}
+
+    async def expire_sessions(self) -> int:
+        """Delete expired sessions and release the registration token uses they reserved."""
+        results = await self._store.delete_expired(
+            self._clock.time_ms(), collect_stage=REGISTRATION_TOKEN
+        )
+        for result in results:
+            token = json.loads(result).get("registration_token")
+            if isinstance(token, str):
+                await self._tokens.release(token)
+        return len(results)
+
+    async def run_expiry(
+        self,
+        *,
+        interval_s: float = 60.0,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Expire sessions every ``interval_s`` seconds, forever (run it in a nursery)."""
+        task_status.started()
+        while True:
+            await trio.sleep(interval_s)
+            try:
+                await self.expire_sessions()
+            except Exception:
+                logger.exception("expiring UIA sessions failed")
+
+
+def _complete_flow(
+    flows: Sequence[Sequence[str]], completed: Mapping[str, Any]
+) -> Sequence[str] | None:
+    for flow in flows:
+        if all(stage in completed for stage in flow):
+            return flow
+    return None
+
+
+def _may_attempt(flows: Sequence[Sequence[str]], completed: Sequence[str], stage: str) -> bool:
+    """Whether ``stage`` is the next stage of a flow whose first stages are ``completed``."""
+    done = set(completed)
+    for flow in flows:
+        n = len(done)
+        if n < len(flow) and set(flow[:n]) == done and flow[n] == stage:
+            return True
+    return False
