@@ -41,6 +41,7 @@ from homeserver.api.client.login import LoginApi
 from homeserver.api.client.openid import OpenIdApi
 from homeserver.api.client.profile import ProfileApi
 from homeserver.api.client.register import RegisterApi
+from homeserver.api.client.rooms import RoomsApi  # rooms (issue 6)
 from homeserver.api.client.tags import TagsApi
 from homeserver.api.client.user_directory import UserDirectoryApi
 from homeserver.api.client.versions import VersionsApi
@@ -54,13 +55,16 @@ from homeserver.services.account import AccountService
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
 from homeserver.services.devices import DeviceService
+from homeserver.services.events import EventCreationService  # rooms (issue 6)
 from homeserver.services.health import HealthService
+from homeserver.services.notifier import InProcessNotifier  # rooms (issue 6)
 from homeserver.services.openid import OpenIdService
 from homeserver.services.otp import PhoneVerificationService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.profile import ProfileService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.registration import RegistrationService
+from homeserver.services.rooms import RoomService  # rooms (issue 6)
 from homeserver.services.sms import FileSmsSender, HttpSmsSender, SmsSender
 from homeserver.services.uia import UiaService
 from homeserver.services.user_directory import UserDirectoryService
@@ -253,6 +257,27 @@ def _account_surface_apis(
     }
 
 
+# --- rooms (issue 6) ----------------------------------------------------------------------------
+
+
+def _rooms_apis(
+    cfg: Config, stores: Stores, clock: Clock, signing_key: SigningKey
+) -> dict[str, list[object]]:
+    """Room creation, the event creation path, membership, state and history."""
+    notifier = InProcessNotifier()  # the /sync issue replaces this with the real notifier
+    creator = EventCreationService(
+        stores.events, signing_key, clock, notifier, server_name=cfg.server_name
+    )
+    rooms = RoomService(
+        stores.events,
+        creator,
+        server_name=cfg.server_name,
+        default_room_version=cfg.default_room_version,
+    )
+    return {"client": [RoomsApi(rooms, cfg.limits.max_request_body_bytes)]}
+
+
+# --- end rooms ----------------------------------------------------------------------------------
 
 
 async def serve_homeserver(
@@ -298,12 +323,14 @@ async def serve_homeserver(
         accounts = _accounts(cfg, stores, clock, rate_limiter)
         gate = RequestGate(accounts.auth, rate_limiter)
         account_surface = _account_surface_apis(cfg, stores, clock, accounts.uia)
+        rooms = _rooms_apis(cfg, stores, clock, signing_key)  # rooms (issue 6)
 
         apis: dict[str, list[object]] = {
             "client": [
                 VersionsApi(),
                 *accounts.apis,
                 *account_surface["client"],
+                *rooms["client"],  # rooms (issue 6)
             ],
             "federation": [*account_surface["federation"]],
             "media": [],

@@ -31,6 +31,7 @@ from homeserver.storage.db import (
     UnitOfWorkError,
 )
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.events import EventStore  # rooms (0004)
 from homeserver.storage.migrate import SchemaOutOfDate, check_schema, migrate
 from homeserver.storage.openid import OpenIdTokenStore
 from homeserver.storage.profile import ProfileStore
@@ -50,6 +51,7 @@ __all__ = [
     "Conn",
     "Database",
     "DatabaseUnavailable",
+    "EventStore",
     "ForeignKeyViolation",
     "IntegrityError",
     "Params",
@@ -97,6 +99,8 @@ class Stores:
     account_data: AccountDataStore
     openid: OpenIdTokenStore
     user_directory: UserDirectoryStore
+    # --- rooms (0004)
+    events: EventStore
 
 
 def open_stores(db: Database) -> Stores:
@@ -115,4 +119,6 @@ def open_stores(db: Database) -> Stores:
         account_data=AccountDataStore(db),
         openid=OpenIdTokenStore(db),
         user_directory=UserDirectoryStore(db),
+        # --- rooms (0004)
+        events=EventStore(db),
     )

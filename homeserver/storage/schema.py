@@ -251,6 +251,132 @@ openid_tokens = Table(
 )
 
 
+# --- rooms (0004) -------------------------------------------------------------------------------
+# The event graph and room state; design and growth bound in docs/discussion/rooms_storage.md.
+
+#: Rooms this server knows.
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("room_id", Text, nullable=False),
+    Column("room_version", Text, nullable=False),
+    Column("creator", Text, nullable=False),
+    # published in the room directory (``visibility: public``)
+    Column("is_public", Boolean, nullable=False, server_default=false()),
+    Column("created_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("room_id"),
+)
+
+#: Every event (PDU) exactly as built or received, with server-local metadata beside it.
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("state_key", Text, nullable=True),
+    Column("sender", Text, nullable=False),
+    # the PDU as canonical JSON, never rewritten (redaction is applied when reading)
+    Column("json", Text, nullable=False),
+    # the topological ordering (``/messages``)
+    Column("depth", BigInteger, nullable=False),
+    Column("origin_server_ts", BigInteger, nullable=False),
+    # the EVENTS stream position (``/sync``)
+    Column("stream_ordering", BigInteger, nullable=False),
+    Column("outlier", Boolean, nullable=False, server_default=false()),
+    Column("rejected_reason", Text, nullable=True),
+    Column("redacted", Boolean, nullable=False, server_default=false()),
+    # the state group holding the room state *after* this event (NULL for outliers)
+    Column("state_group", BigInteger, nullable=True),
+    PrimaryKeyConstraint("event_id"),
+    UniqueConstraint("stream_ordering"),
+    Index(None, "room_id", "depth", "stream_ordering"),
+    Index(None, "room_id", "stream_ordering"),
+)
+
+#: prev_events edges: ``event_id`` follows ``prev_event_id``.
+event_edges = Table(
+    "event_edges",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("prev_event_id", Text, nullable=False),
+    PrimaryKeyConstraint("event_id", "prev_event_id"),
+    Index(None, "prev_event_id"),
+)
+
+#: auth_events edges (in v12 also the implied edge to the create event).
+event_auth = Table(
+    "event_auth",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("auth_event_id", Text, nullable=False),
+    PrimaryKeyConstraint("event_id", "auth_event_id"),
+)
+
+#: The events of each room that nothing refers to as a prev_event yet.
+event_forward_extremities = Table(
+    "event_forward_extremities",
+    metadata,
+    Column("room_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    PrimaryKeyConstraint("room_id", "event_id"),
+)
+
+#: State groups: a full snapshot (``prev_group`` NULL) or a delta over ``prev_group``.
+state_groups = Table(
+    "state_groups",
+    metadata,
+    # = the stream_ordering of the event that created the group
+    Column("id", BigInteger, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("prev_group", BigInteger, nullable=True),
+    # entries in the snapshot at the base of this group's chain
+    Column("base_size", BigInteger, nullable=False),
+    # entries in the deltas between that snapshot and this group, this one included
+    Column("chain_rows", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id"),
+)
+
+#: The entries of a state group (a snapshot's full state, or a delta; NULL event_id: removed).
+state_group_entries = Table(
+    "state_group_entries",
+    metadata,
+    Column("state_group", BigInteger, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("state_key", Text, nullable=False),
+    Column("event_id", Text, nullable=True),
+    PrimaryKeyConstraint("state_group", "type", "state_key"),
+)
+
+#: The current state of each room, with membership denormalised for member/room lists.
+current_state = Table(
+    "current_state",
+    metadata,
+    Column("room_id", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("state_key", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    # content.membership of m.room.member events, else NULL
+    Column("membership", Text, nullable=True),
+    PrimaryKeyConstraint("room_id", "type", "state_key"),
+    Index(None, "state_key", "type", "membership"),
+)
+
+#: Client transaction IDs of sends, for idempotency: (user, device, room, txn) → event.
+event_txn_ids = Table(
+    "event_txn_ids",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("txn_id", Text, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "device_id", "room_id", "txn_id"),
+)
+
+# --- end rooms (0004) ---------------------------------------------------------------------------
 
 
 def constraint_name(table: str, columns: Sequence[str]) -> str | None:

@@ -1,0 +1,365 @@
+"""Creating local events: the one path every local event takes.
+
+Pipeline (:meth:`EventCreationService.create_event`), under the room's lock::
+
+    forward extremities → prev_events, depth = max + 1
+    state before = the extremities' state (one group, or state resolution over several)
+    auth_events  = auth_types_for_event(...) looked up in that state (v12: never the create event)
+    build_event  → hashed and signed with the server key
+    check_auth_rules(event, auth state)       → 403 M_FORBIDDEN naming the rule, nothing stored
+    EventStore.persist_event (one unit of work: event, edges, state group, extremities,
+                              current state, transaction ID, EVENTS stream position)
+    notifier.on_new_event (after the lock is released)
+
+Serialisation is per room: a ``trio.Lock`` per room ID, held from reading the extremities to
+the commit, so concurrent sends into one room form a chain (no needless forks, nothing lost)
+while other rooms proceed. A lock lives only while someone holds or waits for it, so the map
+does not grow with the number of rooms. This assumes one process writes each room; several
+writer processes would need the lock in the database (a row lock on the room).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from federation.core.auth_rules import auth_types_for_event, check_auth_rules
+from federation.core.builder import MAX_PDU_BYTES, MAX_PREV_EVENTS, build_event
+from federation.core.canonicaljson import encode_canonical_json
+from federation.core.errors import AuthError, CanonicalJSONError, EventFormatError
+from federation.core.events import Event, StateKey
+from federation.core.hashing import room_id_from_create_event
+from federation.core.power_levels import CREATE_KEY, get_named_level, get_power_level
+from federation.core.room_versions import RoomIdFormat, RoomVersion, get_room_version
+from federation.core.signing import SigningKey
+from federation.core.stateres import resolve
+from homeserver.clock import Clock
+from homeserver.errors import BadJson, Codes, Forbidden, MatrixError, NotFound
+from homeserver.services.notifier import Notifier
+from homeserver.storage.db import UniqueViolation
+from homeserver.storage.events import EventStore, NewEvent, RoomRow, StoredEvent, TxnKey
+
+_VERSION_CACHE_SIZE = 10_000
+_CREATE_ATTEMPTS = 5
+
+__all__ = ["CreatedEvent", "EventCreationService", "client_event", "room_id_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedEvent:
+    event_id: str
+    room_id: str
+    #: 0 when an earlier send with the same transaction ID is returned
+    stream_ordering: int
+
+
+class _RoomLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = trio.Lock()
+        self.users = 0
+
+
+class RoomLocks:
+    """One ``trio.Lock`` per room, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, _RoomLock] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @asynccontextmanager
+    async def hold(self, room_id: str) -> AsyncIterator[None]:
+        entry = self._locks.get(room_id)
+        if entry is None:
+            entry = self._locks[room_id] = _RoomLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[room_id]
+
+
+def room_id_of(event: Event) -> str:
+    """The event's room ID (a v12 create event has none: it is derived from its event ID)."""
+    if "room_id" in event.pdu:
+        return event.room_id
+    return "!" + event.event_id[1:]
+
+
+def client_event(stored: StoredEvent | Event) -> dict[str, Any]:
+    """The client-server ``ClientEvent`` format of an event."""
+    event = stored.event if isinstance(stored, StoredEvent) else stored
+    out: dict[str, Any] = {
+        "event_id": event.event_id,
+        "room_id": room_id_of(event),
+        "type": event.type,
+        "sender": event.sender,
+        "content": dict(event.content),
+        "origin_server_ts": event.origin_server_ts,
+        "unsigned": {},
+    }
+    if event.state_key is not None:
+        out["state_key"] = event.state_key
+    redacts = event.redacts
+    if redacts is not None:
+        out["redacts"] = redacts
+    return out
+
+
+class EventCreationService:
+    """Builds, signs, authorises, persists and announces local events.
+
+    Args:
+        events: the event store.
+        signing_key: the server's signing key.
+        clock: for ``origin_server_ts``.
+        notifier: told about each event after it commits.
+        server_name: our server name.
+    """
+
+    def __init__(
+        self,
+        events: EventStore,
+        signing_key: SigningKey,
+        clock: Clock,
+        notifier: Notifier,
+        *,
+        server_name: str,
+    ) -> None:
+        self._events = events
+        self._key = signing_key
+        self._clock = clock
+        self._notifier = notifier
+        self._server_name = server_name
+        self.locks = RoomLocks()
+        # room versions never change: a bounded cache saves a read per event
+        self._versions: dict[str, RoomVersion] = {}
+
+    async def create_room_event(
+        self,
+        room_version: RoomVersion,
+        *,
+        sender: str,
+        content: Mapping[str, Any],
+        is_public: bool = False,
+    ) -> CreatedEvent:
+        """Create a room with its ``m.room.create`` event.
+
+        v12 room IDs are derived from the create event; earlier ones are ``!random:server``.
+
+        Raises:
+            MatrixError: 403 if the create event is not allowed (e.g. bad ``additional_creators``).
+        """
+        v12 = room_version.room_id_format is RoomIdFormat.CREATE_EVENT_HASH
+        for attempt in range(_CREATE_ATTEMPTS):
+            room_id = None if v12 else _random_room_id(self._server_name)
+            # A v12 room ID is the create event's hash: the same user creating two rooms with
+            # the same content in the same millisecond would get one ID, so bump the time.
+            event = self._build(
+                room_version,
+                room_id,
+                sender,
+                "m.room.create",
+                content,
+                "",
+                [],
+                [],
+                depth=1,
+                ts_offset=attempt,
+            )
+            if room_id is None:
+                room_id = room_id_from_create_event(room_version, event.pdu)
+            _check(room_version, event, {})
+            row = RoomRow(
+                room_id, room_version.identifier, sender, is_public, self._clock.time_ms()
+            )
+            try:
+                async with self.locks.hold(room_id):
+                    result = await self._events.persist_event(
+                        NewEvent(event, {}, None, new_room=row)
+                    )
+            except UniqueViolation:
+                if attempt + 1 == _CREATE_ATTEMPTS:
+                    raise
+                continue
+            self._notifier.on_new_event(room_id, result.stream_ordering, [sender])
+            return CreatedEvent(event.event_id, room_id, result.stream_ordering)
+        raise AssertionError("unreachable")
+
+    async def create_event(
+        self,
+        room_id: str,
+        *,
+        sender: str,
+        event_type: str,
+        content: Mapping[str, Any],
+        state_key: str | None = None,
+        txn: TxnKey | None = None,
+        redacts: str | None = None,
+    ) -> CreatedEvent:
+        """Build, sign, authorise and persist an event in ``room_id``, then notify.
+
+        Raises:
+            NotFound: the room is unknown here.
+            MatrixError: ``403 M_FORBIDDEN`` naming the auth rule that failed; ``413
+                M_TOO_LARGE`` over 65,536 bytes; ``400 M_BAD_JSON`` for content that cannot be
+                an event.
+        """
+        async with self.locks.hold(room_id):
+            room_version = await self._room_version(room_id)
+            keys = auth_types_for_event(room_version, event_type, state_key, sender, content)
+            ctx = await self._events.get_creation_context(room_id, keys, txn)
+            if ctx.txn_event_id is not None:
+                return CreatedEvent(ctx.txn_event_id, room_id, 0)
+            if not ctx.extremities:
+                raise NotFound("Unknown room")
+            prevs = ctx.extremities[-MAX_PREV_EVENTS:]
+            depth = max(e.depth for e in prevs) + 1
+            state_before: dict[StateKey, str] | None = None
+            group_before = prevs[0].state_group
+            auth_state: dict[StateKey, Event] = {}
+            if len(prevs) == 1 and group_before is not None:
+                # One tip: the current state is the state after it (every local event
+                # references all tips, and current_state is updated with each).
+                auth_state = {k: s.event for k, s in ctx.current.items()}
+            else:
+                state_before = await self._resolved_state(room_version, prevs)
+                group_before = None
+                wanted = [state_before[k] for k in (*keys, CREATE_KEY) if k in state_before]
+                for stored in (await self._events.get_events(wanted)).values():
+                    key = stored.event.state_tuple
+                    if key is not None:
+                        auth_state[key] = stored.event
+            auth_ids = [auth_state[k].event_id for k in keys if k in auth_state]
+            event = self._build(
+                room_version,
+                room_id,
+                sender,
+                event_type,
+                content,
+                state_key,
+                [e.event_id for e in prevs],
+                auth_ids,
+                depth=depth,
+                redacts=redacts,
+            )
+            if redacts is not None:
+                await self._check_redaction(room_version, event, redacts, auth_state)
+            _check(room_version, event, auth_state)
+            try:
+                result = await self._events.persist_event(
+                    NewEvent(event, state_before, group_before, txn=txn)
+                )
+            except UniqueViolation:
+                # a retransmission that raced past the check (another process): it won
+                earlier = await self._events.get_txn_event_id(txn) if txn is not None else None
+                if earlier is None:
+                    raise
+                return CreatedEvent(earlier, room_id, 0)
+        if not result.existing:
+            concerned = [state_key] if event_type == "m.room.member" and state_key else []
+            self._notifier.on_new_event(room_id, result.stream_ordering, concerned)
+        return CreatedEvent(result.event_id, room_id, result.stream_ordering)
+
+    async def _check_redaction(
+        self,
+        room_version: RoomVersion,
+        event: Event,
+        redacts: str,
+        auth_state: Mapping[StateKey, Event],
+    ) -> None:
+        """Spec (Redactions): a user may redact their own events, and others' with the
+        ``redact`` power level. Checked here for every room version: from v3 the auth rules
+        leave it to the server, and v1-2's rule only compares domains."""
+        target = (await self._events.get_events([redacts])).get(redacts)
+        if target is None or room_id_of(target.event) != room_id_of(event):
+            raise NotFound("Event not found")
+        if target.event.sender == event.sender:
+            return
+        if get_power_level(room_version, auth_state, event.sender) < get_named_level(
+            room_version, auth_state, "redact"
+        ):
+            raise Forbidden("You cannot redact other users' events")
+
+    async def _room_version(self, room_id: str) -> RoomVersion:
+        version = self._versions.get(room_id)
+        if version is None:
+            room = await self._events.get_room(room_id)
+            if room is None:
+                raise NotFound("Unknown room")
+            version = get_room_version(room.room_version)
+            if len(self._versions) >= _VERSION_CACHE_SIZE:
+                self._versions.clear()
+            self._versions[room_id] = version
+        return version
+
+    async def _resolved_state(self, room_version: RoomVersion, prevs: Any) -> dict[StateKey, str]:
+        state_sets = []
+        for extremity in prevs:
+            state = await self._events.get_state_ids_after(extremity.event_id)
+            if state is not None:
+                state_sets.append(state)
+        store = await self._events.load_state_res_store(state_sets)
+        return resolve(room_version, state_sets, store)
+
+    def _build(
+        self,
+        room_version: RoomVersion,
+        room_id: str | None,
+        sender: str,
+        event_type: str,
+        content: Mapping[str, Any],
+        state_key: str | None,
+        prev_ids: list[str],
+        auth_ids: list[str],
+        *,
+        depth: int,
+        ts_offset: int = 0,
+        redacts: str | None = None,
+    ) -> Event:
+        try:
+            event = build_event(
+                room_version,
+                room_id=room_id,
+                sender=sender,
+                type=event_type,
+                content=content,
+                prev_event_ids=prev_ids,
+                auth_event_ids=auth_ids,
+                depth=depth,
+                origin_server_ts=self._clock.time_ms() + ts_offset,
+                origin=self._server_name,
+                signing_key=self._key,
+                state_key=state_key,
+                redacts=redacts,
+            )
+            size = len(encode_canonical_json(event.pdu, strict=room_version.strict_canonical_json))
+        except (EventFormatError, CanonicalJSONError) as e:
+            raise BadJson(f"Cannot build the event: {e}") from e
+        if size > MAX_PDU_BYTES:
+            raise MatrixError(413, Codes.TOO_LARGE, "Event is over 65536 bytes")
+        return event
+
+
+def _check(room_version: RoomVersion, event: Event, auth_state: Mapping[StateKey, Event]) -> None:
+    try:
+        check_auth_rules(room_version, event, auth_state)
+    except AuthError as e:
+        raise Forbidden(f"Not allowed by the auth rules ({e.rule}): {e}") from e
+
+
+def _random_room_id(server_name: str) -> str:
+    local = "".join(secrets.choice(string.ascii_letters) for _ in range(18))
+    return f"!{local}:{server_name}"
