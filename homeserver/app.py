@@ -280,6 +280,41 @@ def _rooms_apis(
 # --- end rooms ----------------------------------------------------------------------------------
 
 
+# --- media (issue 9) -----------------------------------------------------------------------------
+
+# --- end media (issue 9) -------------------------------------------------------------------------
+
+
+# --- e2ee (issue 8) ------------------------------------------------------------------------------
+
+# --- end e2ee (issue 8) --------------------------------------------------------------------------
+
+
+# --- sync and filters (issue 7) ------------------------------------------------------------------
+
+# --- end sync and filters (issue 7) --------------------------------------------------------------
+
+
+# --- typing, receipts, presence (issue 7) --------------------------------------------------------
+
+# --- end typing, receipts, presence (issue 7) ----------------------------------------------------
+
+
+# --- room directory and upgrades (issue 6) -------------------------------------------------------
+
+# --- end room directory and upgrades (issue 6) ---------------------------------------------------
+
+
+# --- rooms access (issue 6) ----------------------------------------------------------------------
+
+# --- end rooms access (issue 6) ------------------------------------------------------------------
+
+
+# --- registration lock (issue 5) -----------------------------------------------------------------
+
+# --- end registration lock (issue 5) -------------------------------------------------------------
+
+
 async def serve_homeserver(
     cfg: Config,
     *,
@@ -324,6 +359,13 @@ async def serve_homeserver(
         gate = RequestGate(accounts.auth, rate_limiter)
         account_surface = _account_surface_apis(cfg, stores, clock, accounts.uia)
         rooms = _rooms_apis(cfg, stores, clock, signing_key)  # rooms (issue 6)
+        # wiring: media (issue 9)
+        # wiring: e2ee (issue 8)
+        # wiring: sync and filters (issue 7)
+        # wiring: typing, receipts, presence (issue 7)
+        # wiring: room directory and upgrades (issue 6)
+        # wiring: rooms access (issue 6)
+        # wiring: registration lock (issue 5)
 
         apis: dict[str, list[object]] = {
             "client": [

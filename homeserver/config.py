@@ -159,6 +159,31 @@ class OtpConfig:
     message_template: str = "Your verification code is {code}"
 
 
+# --- media (issue 9) config ----------------------------------------------------------------------
+
+# --- end media (issue 9) config ------------------------------------------------------------------
+
+
+# --- e2ee (issue 8) config -----------------------------------------------------------------------
+
+# --- end e2ee (issue 8) config -------------------------------------------------------------------
+
+
+# --- sync, typing, receipts, presence (issue 7) config -------------------------------------------
+
+# --- end sync, typing, receipts, presence (issue 7) config ---------------------------------------
+
+
+# --- room directory (issue 6) config -------------------------------------------------------------
+
+# --- end room directory (issue 6) config ---------------------------------------------------------
+
+
+# --- registration lock (issue 5) config ----------------------------------------------------------
+
+# --- end registration lock (issue 5) config ------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration. ``config_path`` and ``base_dir`` are filled in by the loader."""
@@ -177,6 +202,11 @@ class Config:
     otp: OtpConfig = OtpConfig()
     #: Room version of new rooms unless the client asks for another.
     default_room_version: str = "12"
+    # --- media (issue 9)
+    # --- e2ee (issue 8)
+    # --- sync, typing, receipts, presence (issue 7)
+    # --- room directory (issue 6)
+    # --- registration lock (issue 5)
     config_path: str = field(default="", metadata={"internal": True})
 
     def resolve_path(self, p: str) -> Path:

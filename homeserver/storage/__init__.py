@@ -101,6 +101,14 @@ class Stores:
     user_directory: UserDirectoryStore
     # --- rooms (0004)
     events: EventStore
+    # --- media (0005)
+    # --- e2ee (0006)
+    # --- filters (0007)
+    # --- receipts_presence (0008)
+    # --- room_directory (0009)
+    # --- rooms_access (0010)
+    # --- registration_lock (0011)
+    # --- sync (0012)
 
 
 def open_stores(db: Database) -> Stores:
@@ -121,4 +129,12 @@ def open_stores(db: Database) -> Stores:
         user_directory=UserDirectoryStore(db),
         # --- rooms (0004)
         events=EventStore(db),
+        # --- media (0005)
+        # --- e2ee (0006)
+        # --- filters (0007)
+        # --- receipts_presence (0008)
+        # --- room_directory (0009)
+        # --- rooms_access (0010)
+        # --- registration_lock (0011)
+        # --- sync (0012)
     )
