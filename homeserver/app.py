@@ -57,7 +57,7 @@ from homeserver.services.auth import AuthService
 from homeserver.services.devices import DeviceService
 from homeserver.services.events import EventCreationService  # rooms (issue 6)
 from homeserver.services.health import HealthService
-from homeserver.services.notifier import InProcessNotifier  # rooms (issue 6)
+from homeserver.services.notifier import InProcessNotifier, Notifier
 from homeserver.services.openid import OpenIdService
 from homeserver.services.otp import PhoneVerificationService
 from homeserver.services.passwords import PasswordHasher
@@ -237,11 +237,11 @@ async def register_user(cfg: Config, username: str, password: str, *, admin: boo
 
 
 def _account_surface_apis(
-    cfg: Config, stores: Stores, clock: Clock, uia: UiaService
+    cfg: Config, stores: Stores, clock: Clock, uia: UiaService, notifier: Notifier
 ) -> dict[str, list[object]]:
     """Devices, profiles, account data, tags, capabilities, OpenID and the user directory."""
     max_body = cfg.limits.max_request_body_bytes
-    account_data = AccountDataService(stores.account_data)
+    account_data = AccountDataService(stores.account_data, notifier)
     openid = OpenIdService(stores.openid, clock, cfg.server_name)
     return {
         "client": [
@@ -261,10 +261,9 @@ def _account_surface_apis(
 
 
 def _rooms_apis(
-    cfg: Config, stores: Stores, clock: Clock, signing_key: SigningKey
+    cfg: Config, stores: Stores, clock: Clock, signing_key: SigningKey, notifier: Notifier
 ) -> dict[str, list[object]]:
     """Room creation, the event creation path, membership, state and history."""
-    notifier = InProcessNotifier()  # the /sync issue replaces this with the real notifier
     creator = EventCreationService(
         stores.events, signing_key, clock, notifier, server_name=cfg.server_name
     )
@@ -357,8 +356,9 @@ async def serve_homeserver(
 
         accounts = _accounts(cfg, stores, clock, rate_limiter)
         gate = RequestGate(accounts.auth, rate_limiter)
-        account_surface = _account_surface_apis(cfg, stores, clock, accounts.uia)
-        rooms = _rooms_apis(cfg, stores, clock, signing_key)  # rooms (issue 6)
+        notifier = InProcessNotifier((await stores.streams.current_token()).positions)
+        account_surface = _account_surface_apis(cfg, stores, clock, accounts.uia, notifier)
+        rooms = _rooms_apis(cfg, stores, clock, signing_key, notifier)  # rooms (issue 6)
         # wiring: media (issue 9)
         # wiring: e2ee (issue 8)
         # wiring: sync and filters (issue 7)

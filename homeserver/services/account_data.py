@@ -22,8 +22,10 @@ from typing import Any
 from federation.core.errors import InvalidIdentifier
 from federation.core.ids import parse_room_id
 from homeserver.errors import Codes, Forbidden, InvalidParam, MatrixError, NotFound
+from homeserver.services.notifier import Notifier
 from homeserver.services.requester import Requester
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
+from homeserver.streams import StreamName
 
 __all__ = ["SERVER_MANAGED_TYPES", "TAG_TYPE", "AccountDataService", "Tag"]
 
@@ -77,10 +79,16 @@ class AccountDataService:
 
     Args:
         store: the account data store.
+        notifier: told after each committed write, so the owner's ``/sync`` wakes.
     """
 
-    def __init__(self, store: AccountDataStore) -> None:
+    def __init__(self, store: AccountDataStore, notifier: Notifier | None = None) -> None:
         self._store = store
+        self._notifier = notifier
+
+    def _written(self, user_id: str, position: int | None) -> None:
+        if position is not None and self._notifier is not None:
+            self._notifier.notify(StreamName.ACCOUNT_DATA, position, user_ids=(user_id,))
 
     async def get(
         self, requester: Requester, user_id: str, data_type: str, room_id: str | None = None
@@ -120,9 +128,11 @@ class AccountDataService:
         _check_type(data_type, writing=True)
         if room_id is not None:
             _check_room_id(room_id)
-        return await self._store.put(
+        position = await self._store.put(
             user_id, GLOBAL if room_id is None else room_id, data_type, content
         )
+        self._written(user_id, position)
+        return position
 
     # --- tags ------------------------------------------------------------------------------------
 
@@ -155,7 +165,7 @@ class AccountDataService:
             tags[tag] = value
             return {**(current or {}), "tags": tags}
 
-        await self._store.modify(user_id, room_id, TAG_TYPE, change)
+        self._written(user_id, await self._store.modify(user_id, room_id, TAG_TYPE, change))
 
     async def remove_tag(self, requester: Requester, user_id: str, room_id: str, tag: str) -> None:
         """Remove a tag (removing an absent tag is fine and writes nothing)."""
@@ -170,7 +180,7 @@ class AccountDataService:
             del tags[tag]
             return {**(current or {}), "tags": tags}
 
-        await self._store.modify(user_id, room_id, TAG_TYPE, change)
+        self._written(user_id, await self._store.modify(user_id, room_id, TAG_TYPE, change))
 
 
 def _check_tag(tag: str) -> None:
