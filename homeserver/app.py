@@ -18,6 +18,7 @@ point of this sequence loses nothing that was acknowledged.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -32,43 +33,80 @@ from hypercorn.config import Config as HypercornConfig
 
 from federation.core.signing import SigningKey
 from homeserver.api._http import ObservedApp, RequestGate, build_asgi_app
+from homeserver.api.admin.media import MediaAdminApi  # media (issue 9)
+from homeserver.api.admin.register import SharedSecretRegisterApi  # registration lock (issue 5)
 from homeserver.api.admin.registration_tokens import RegistrationTokensAdminApi
 from homeserver.api.client.account import AccountApi
 from homeserver.api.client.account_data import AccountDataApi
 from homeserver.api.client.capabilities import CapabilitiesApi
 from homeserver.api.client.devices import DevicesApi
+from homeserver.api.client.directory import DirectoryApi  # room directory (issue 6)
+from homeserver.api.client.filter import FilterApi  # sync and filters (issue 7)
+from homeserver.api.client.keys import KeysApi  # e2ee (issue 8)
 from homeserver.api.client.login import LoginApi
 from homeserver.api.client.openid import OpenIdApi
+from homeserver.api.client.presence import PresenceApi  # typing, receipts, presence (issue 7)
 from homeserver.api.client.profile import ProfileApi
+from homeserver.api.client.receipts import ReceiptsApi  # typing, receipts, presence (issue 7)
 from homeserver.api.client.register import RegisterApi
+from homeserver.api.client.registration_lock import RegistrationLockApi  # issue 5
+from homeserver.api.client.room_keys import RoomKeysApi  # e2ee (issue 8)
+from homeserver.api.client.room_upgrade import RoomUpgradeApi  # room upgrades (issue 6)
 from homeserver.api.client.rooms import RoomsApi  # rooms (issue 6)
+from homeserver.api.client.sync import SyncEndpoint
 from homeserver.api.client.tags import TagsApi
+from homeserver.api.client.to_device import ToDeviceApi  # e2ee (issue 8)
+from homeserver.api.client.typing import TypingApi  # typing, receipts, presence (issue 7)
 from homeserver.api.client.user_directory import UserDirectoryApi
 from homeserver.api.client.versions import VersionsApi
+from homeserver.api.client.well_known import WellKnownApi  # registration lock (issue 5)
 from homeserver.api.federation.openid import FederationOpenIdApi
+from homeserver.api.media import DownloadApi, ThumbnailApi, UploadApi  # media (issue 9)
 from homeserver.api.metrics import HttpMetrics
 from homeserver.api.ops import HealthApi, MetricsApi
+from homeserver.api.raw import RawEndpoint, RawRoutes
 from homeserver.clock import Clock, SystemClock
 from homeserver.config import Config, ListenerConfig
 from homeserver.keys import load_or_create_signing_key
 from homeserver.services.account import AccountService
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
+from homeserver.services.device_lists import AnnouncingDeviceStore, DeviceListAnnouncer
 from homeserver.services.devices import DeviceService
+from homeserver.services.directory import DirectoryService  # room directory (issue 6)
+from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee (issue 8)
 from homeserver.services.events import EventCreationService  # rooms (issue 6)
+from homeserver.services.filters import FilterService  # sync and filters (issue 7)
 from homeserver.services.health import HealthService
+from homeserver.services.key_backup import KeyBackupService  # e2ee (issue 8)
+from homeserver.services.keys import KeyService  # e2ee (issue 8)
+from homeserver.services.media import MediaService  # media (issue 9)
+from homeserver.services.media_blobs import BlobLocks  # media (issue 9)
+from homeserver.services.media_retention import MediaRetention  # media (issue 9)
 from homeserver.services.notifier import InProcessNotifier, Notifier
 from homeserver.services.openid import OpenIdService
 from homeserver.services.otp import PhoneVerificationService
 from homeserver.services.passwords import PasswordHasher
+from homeserver.services.presence import PresenceService  # typing, receipts, presence (issue 7)
 from homeserver.services.profile import ProfileService
+from homeserver.services.profile_propagation import ProfilePropagator  # rooms access (issue 6)
 from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.receipts import ReceiptsService  # typing, receipts, presence (issue 7)
 from homeserver.services.registration import RegistrationService
-from homeserver.services.rooms import RoomService  # rooms (issue 6)
-from homeserver.services.sms import FileSmsSender, HttpSmsSender, SmsSender
-from homeserver.services.uia import UiaService
+from homeserver.services.registration_lock import RegistrationLockService  # issue 5
+from homeserver.services.room_upgrade import RoomUpgradeService  # room upgrades (issue 6)
+from homeserver.services.rooms import RoomAliases, RoomService  # rooms (issue 6)
+from homeserver.services.shared_secret_registration import SharedSecretRegistration  # issue 5
+from homeserver.services.sms import FileSmsSender, HttpSmsSender, LogSmsSender, SmsSender
+from homeserver.services.sync import SyncService
+from homeserver.services.thumbnails import ThumbnailService  # media (issue 9)
+from homeserver.services.to_device import ToDeviceService  # e2ee (issue 8)
+from homeserver.services.typing import TypingService  # typing, receipts, presence (issue 7)
+from homeserver.services.uia import MSISDN, PASSWORD, UiaService  # MSISDN, PASSWORD: e2ee
 from homeserver.services.user_directory import UserDirectoryService
+from homeserver.services.visibility import HistoryVisibility  # rooms access (issue 6)
 from homeserver.storage import Database, Stores, migrate, open_stores
+from homeserver.storage.media_files import LocalFileStore  # media (issue 9)
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +124,10 @@ async def _with_timeout(check: Callable[[], Awaitable[None]], seconds: float = 2
         await check()
         return True
     return False
+
+
+def _log_request_failure(request_id: str, exc: BaseException) -> None:
+    logger.error("request %s failed", request_id, exc_info=exc)
 
 
 def _apis_for(resources: tuple[str, ...], apis: dict[str, list[object]]) -> list[object]:
@@ -123,6 +165,7 @@ class _Accounts:
     registration: RegistrationService
     apis: list[object]
     http: httpx.AsyncClient | None
+    registration_lock: RegistrationLockService
 
 
 def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -> _Accounts:
@@ -139,9 +182,18 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
             token=cfg.otp.gateway_token,
             timeout_s=cfg.otp.gateway_timeout_s,
             template=cfg.otp.message_template,
+            method=cfg.otp.gateway_method,
+            headers=cfg.otp.gateway_headers,
+            body_template=cfg.otp.gateway_body_template,
+            retries=cfg.otp.gateway_retries,
+            backoff_s=cfg.otp.gateway_retry_backoff_s,
         )
+    elif cfg.otp.sender == "log":
+        sender = LogSmsSender()
     else:
         sender = FileSmsSender(cfg.resolve_path(cfg.data_dir) / cfg.otp.file_path)
+    if cfg.otp.enabled and cfg.otp.sender != "http":
+        logger.warning("otp.sender is %r: SMS codes are not sent (development)", cfg.otp.sender)
     phones = PhoneVerificationService(
         stores.threepids, stores.users, sender, limiter, clock, cfg.otp
     )
@@ -155,6 +207,9 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
         server_name=cfg.server_name,
         session_lifetime_ms=int(cfg.auth.uia_session_lifetime_s * 1000),
     )
+    registration_lock = RegistrationLockService(
+        stores.registration_locks, hasher, clock, cfg.registration_lock
+    )
     auth = AuthService(
         stores.users,
         stores.tokens,
@@ -164,6 +219,9 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
         clock,
         server_name=cfg.server_name,
         config=cfg.auth,
+        spent=stores.spent_credentials,
+        phones=phones,
+        registration_lock=registration_lock,
     )
     registration = RegistrationService(
         stores.users,
@@ -187,13 +245,20 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
     )
     apis: list[object] = [
         RegisterApi(
-            registration, uia, phones, server_name=cfg.server_name, max_body_bytes=max_body
+            registration,
+            uia,
+            phones,
+            server_name=cfg.server_name,
+            max_body_bytes=max_body,
+            public_baseurl=cfg.public_baseurl,
         ),
         LoginApi(auth, server_name=cfg.server_name, max_body_bytes=max_body),
-        AccountApi(account, uia, phones, max_body_bytes=max_body),
+        AccountApi(
+            account, uia, phones, max_body_bytes=max_body, public_baseurl=cfg.public_baseurl
+        ),
         RegistrationTokensAdminApi(registration, max_body_bytes=max_body),
     ]
-    return _Accounts(auth, uia, phones, registration, apis, http)
+    return _Accounts(auth, uia, phones, registration, apis, http, registration_lock)
 
 
 async def _run_accounts_background(
@@ -236,44 +301,95 @@ async def register_user(cfg: Config, username: str, password: str, *, admin: boo
 # --- account surface (issue 5) ------------------------------------------------------------------
 
 
-def _account_surface_apis(
-    cfg: Config, stores: Stores, clock: Clock, uia: UiaService, notifier: Notifier
-) -> dict[str, list[object]]:
+@dataclass(frozen=True)
+class _AccountSurface:
+    profile: ProfileService
+    apis: dict[str, list[object]]
+
+
+def _account_surface(
+    cfg: Config,
+    stores: Stores,
+    clock: Clock,
+    uia: UiaService,
+    notifier: Notifier,
+    *,
+    on_global_account_data: Callable[[str, str], None] | None = None,
+) -> _AccountSurface:
     """Devices, profiles, account data, tags, capabilities, OpenID and the user directory."""
     max_body = cfg.limits.max_request_body_bytes
-    account_data = AccountDataService(stores.account_data, notifier)
+    account_data = AccountDataService(
+        stores.account_data, notifier, on_global_change=on_global_account_data
+    )
     openid = OpenIdService(stores.openid, clock, cfg.server_name)
-    return {
+    profile = ProfileService(stores.users, stores.profiles, cfg.server_name)
+    apis: dict[str, list[object]] = {
         "client": [
             DevicesApi(DeviceService(stores.devices), uia, max_body),
-            ProfileApi(ProfileService(stores.users, stores.profiles, cfg.server_name), max_body),
+            ProfileApi(profile, max_body),
             AccountDataApi(account_data, max_body),
             TagsApi(account_data, max_body),
-            CapabilitiesApi(default_room_version=cfg.default_room_version, change_password=True),
+            CapabilitiesApi(
+                default_room_version=cfg.default_room_version,
+                change_password=True,
+                threepid_changes=cfg.otp.enabled,
+            ),
             OpenIdApi(openid),
             UserDirectoryApi(UserDirectoryService(stores.user_directory)),
         ],
         "federation": [FederationOpenIdApi(openid)],
     }
+    return _AccountSurface(profile, apis)
 
 
 # --- rooms (issue 6) ----------------------------------------------------------------------------
 
 
-def _rooms_apis(
-    cfg: Config, stores: Stores, clock: Clock, signing_key: SigningKey, notifier: Notifier
-) -> dict[str, list[object]]:
-    """Room creation, the event creation path, membership, state and history."""
+@dataclass(frozen=True)
+class _Rooms:
+    """The room service, the one event creation path (its per-room locks serialise every write
+    into a room, so everything that writes events must use this one), the history-visibility rule
+    and the profile → member event propagator."""
+
+    service: RoomService
+    creator: EventCreationService
+    visibility: HistoryVisibility
+    profile_propagator: ProfilePropagator
+    apis: list[object]
+
+
+def _rooms(
+    cfg: Config,
+    stores: Stores,
+    clock: Clock,
+    signing_key: SigningKey,
+    notifier: Notifier,
+    aliases: RoomAliases | None = None,
+) -> _Rooms:
+    """Room creation, the event creation path, membership, state and history.
+
+    ``aliases`` (the room directory) enables ``room_alias_name``, joins and knocks by alias and
+    ``visibility: public`` at creation."""
     creator = EventCreationService(
         stores.events, signing_key, clock, notifier, server_name=cfg.server_name
     )
+    visibility = HistoryVisibility(stores.room_access)
     rooms = RoomService(
         stores.events,
         creator,
+        visibility=visibility,
+        clock=clock,
         server_name=cfg.server_name,
         default_room_version=cfg.default_room_version,
+        aliases=aliases,
     )
-    return {"client": [RoomsApi(rooms, cfg.limits.max_request_body_bytes)]}
+    return _Rooms(
+        rooms,
+        creator,
+        visibility,
+        ProfilePropagator(rooms),
+        [RoomsApi(rooms, cfg.limits.max_request_body_bytes)],
+    )
 
 
 # --- end rooms ----------------------------------------------------------------------------------
@@ -281,37 +397,267 @@ def _rooms_apis(
 
 # --- media (issue 9) -----------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class _Media:
+    apis: list[object]
+    retention: MediaRetention
+
+
+def _media(cfg: Config, stores: Stores, clock: Clock) -> _Media:
+    """The media repository: files under ``data_dir/media.store_path``, APIs, retention loop."""
+    root = cfg.resolve_path(cfg.data_dir) / cfg.media.store_path
+    files = LocalFileStore(root)
+    locks = BlobLocks(stores.media, files)
+    thumbnails = ThumbnailService(stores.media, files, locks, clock, cfg.media)
+    media = MediaService(
+        stores.media,
+        files,
+        locks,
+        thumbnails,
+        clock,
+        server_name=cfg.server_name,
+        config=cfg.media,
+    )
+    retention = MediaRetention(media, stores.media, files, clock, cfg.media)
+    apis: list[object] = [
+        UploadApi(media),
+        DownloadApi(media),
+        ThumbnailApi(media, thumbnails),
+        MediaAdminApi(media),
+    ]
+    return _Media(apis, retention)
+
+
 # --- end media (issue 9) -------------------------------------------------------------------------
 
 
 # --- e2ee (issue 8) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _E2ee:
+    """Keys, cross-signing, key backup and to-device messages.
+
+    ``sync_source`` is what ``/sync`` reads (``SyncService(e2ee=...)``: lead's wiring).
+    """
+
+    keys: KeyService
+    to_device: ToDeviceService
+    sync_source: E2eeSyncSource
+    apis: list[object]
+
+
+def _e2ee(cfg: Config, stores: Stores, clock: Clock, uia: UiaService, notifier: Notifier) -> _E2ee:
+    """``/keys/*``, ``/room_keys/*`` and ``/sendToDevice`` over the shared ``notifier``."""
+    max_body = cfg.limits.max_request_body_bytes
+    keys = KeyService(
+        stores.e2ee_keys, stores.devices, stores.streams, notifier, server_name=cfg.server_name
+    )
+    limiter = RateLimiter(
+        {"to_device": cfg.e2ee.to_device_rate_limit}, clock, enabled=cfg.rate_limits.enabled
+    )
+    to_device = ToDeviceService(
+        stores.to_device,
+        notifier,
+        limiter,
+        clock,
+        server_name=cfg.server_name,
+        queue_limit=cfg.e2ee.to_device_queue_limit,
+    )
+    reauth_flows = [[PASSWORD], *([[MSISDN]] if cfg.otp.enabled else [])]
+    apis: list[object] = [
+        KeysApi(keys, uia, reauth_flows=reauth_flows, max_body_bytes=max_body),
+        RoomKeysApi(KeyBackupService(stores.key_backup), max_body_bytes=max_body),
+        ToDeviceApi(to_device, max_body_bytes=max_body),
+    ]
+    return _E2ee(keys, to_device, E2eeSyncSource(keys, to_device), apis)
+
 
 # --- end e2ee (issue 8) --------------------------------------------------------------------------
 
 
 # --- sync and filters (issue 7) ------------------------------------------------------------------
 
+
+def _filter_apis(cfg: Config, stores: Stores) -> list[object]:
+    """Filters: ``POST/GET /user/{userId}/filter`` (the /sync wiring goes beside this)."""
+    return [FilterApi(FilterService(stores.filters), cfg.limits.max_request_body_bytes)]
+
+
+def _sync_endpoint(
+    stores: Stores,
+    clock: Clock,
+    notifier: InProcessNotifier,
+    *,
+    rooms: _Rooms,
+    live: _LiveLayer,
+    e2ee: E2eeSyncSource,
+) -> SyncEndpoint:
+    """``/sync`` (served without the framework: ``homeserver/api/raw.py``)."""
+    sync = SyncService(
+        stores.sync,
+        stores.events,
+        stores.account_data,
+        stores.streams,
+        notifier,
+        clock,
+        visibility=rooms.visibility,
+        typing=live.typing,
+        receipts=live.receipts,
+        presence=live.presence,
+        e2ee=e2ee,
+    )
+    return SyncEndpoint(sync, FilterService(stores.filters))
+
+
 # --- end sync and filters (issue 7) --------------------------------------------------------------
 
 
 # --- typing, receipts, presence (issue 7) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LiveLayer:
+    """Typing, receipts and read markers, presence: the services ``/sync`` reads, and their APIs.
+
+    Still to connect outside this section: ``typing=``, ``receipts=``, ``presence=`` of
+    :class:`SyncService`; ``RequestGate(..., on_activity=presence.on_activity)``;
+    ``typing.stop_typing_on_send`` on the send path; ``presence.on_account_data_changed``
+    after global account data writes (last-seen privacy).
+    """
+
+    typing: TypingService
+    receipts: ReceiptsService
+    presence: PresenceService
+    apis: list[object]
+
+
+def _live_layer(cfg: Config, stores: Stores, clock: Clock, notifier: Notifier) -> _LiveLayer:
+    """Build the typing, receipts and presence services over the shared ``notifier``."""
+    max_body = cfg.limits.max_request_body_bytes
+    typing = TypingService(stores.receipts, notifier, cfg.typing)
+    receipts = ReceiptsService(stores.receipts, stores.account_data, notifier, clock)
+    presence = PresenceService(
+        stores.presence, stores.users, notifier, clock, cfg.presence, server_name=cfg.server_name
+    )
+    apis: list[object] = [
+        TypingApi(typing, cfg.typing, max_body),
+        ReceiptsApi(receipts, max_body),
+        PresenceApi(presence, max_body),
+    ]
+    return _LiveLayer(typing, receipts, presence, apis)
+
+
+async def _run_live_layer(
+    live: _LiveLayer, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Typing timeouts and the presence timers and writer, until cancelled."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(live.typing.run)
+        await nursery.start(live.presence.run)
+        task_status.started()
+
 
 # --- end typing, receipts, presence (issue 7) ----------------------------------------------------
 
 
 # --- room directory and upgrades (issue 6) -------------------------------------------------------
 
+
+def _room_directory(cfg: Config, stores: Stores, clock: Clock) -> DirectoryService:
+    """Aliases and the published room directory (the room service resolves aliases with it)."""
+    return DirectoryService(
+        stores.room_aliases,
+        stores.room_directory,
+        stores.events,
+        clock,
+        server_name=cfg.server_name,
+        config=cfg.room_directory,
+    )
+
+
+def _room_directory_apis(
+    cfg: Config, stores: Stores, directory: DirectoryService, creator: EventCreationService
+) -> dict[str, list[object]]:
+    """Alias, directory and upgrade endpoints; hooks the ``m.room.canonical_alias`` check into
+    the event creation path. ``creator`` must be the one the room service uses (its per-room
+    locks serialise every write into a room)."""
+    creator.add_state_check("m.room.canonical_alias", directory.check_canonical_alias)
+    max_body = cfg.limits.max_request_body_bytes
+    upgrades = RoomUpgradeService(stores.events, creator, directory)
+    return {
+        "client": [
+            DirectoryApi(
+                directory,
+                max_body,
+                public_rooms_without_auth=cfg.room_directory.public_rooms_without_auth,
+            ),
+            RoomUpgradeApi(upgrades, max_body),
+        ]
+    }
+
+
 # --- end room directory and upgrades (issue 6) ---------------------------------------------------
-
-
-# --- rooms access (issue 6) ----------------------------------------------------------------------
-
-# --- end rooms access (issue 6) ------------------------------------------------------------------
 
 
 # --- registration lock (issue 5) -----------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class _RegistrationLock:
+    apis: list[object]
+    #: for ``/versions``
+    unstable_features: dict[str, bool]
+
+
+def _registration_lock(
+    cfg: Config, stores: Stores, clock: Clock, accounts: _Accounts
+) -> _RegistrationLock:
+    """The registration lock PIN API, shared-secret admin registration and client discovery."""
+    max_body = cfg.limits.max_request_body_bytes
+    registrar = SharedSecretRegistration(
+        accounts.registration,
+        accounts.auth,
+        stores.profiles,
+        clock,
+        secret=cfg.registration_shared_secret,
+    )
+    apis: list[object] = [
+        SharedSecretRegisterApi(registrar, server_name=cfg.server_name, max_body_bytes=max_body),
+        WellKnownApi(cfg.public_baseurl),
+    ]
+    if cfg.registration_lock.enabled:
+        apis.append(
+            RegistrationLockApi(
+                accounts.registration_lock,
+                accounts.uia,
+                accounts.phones,
+                max_body_bytes=max_body,
+                public_baseurl=cfg.public_baseurl,
+            )
+        )
+    return _RegistrationLock(apis, {"org.example.reglock": cfg.registration_lock.enabled})
+
+
 # --- end registration lock (issue 5) -------------------------------------------------------------
+
+
+# --- push rules ----------------------------------------------------------------------------------
+
+
+def _push_rules_apis(cfg: Config, stores: Stores, notifier: Notifier) -> list[object]:
+    """``/pushrules/``: the user's push rules, stored as ``m.push_rules`` global account data
+    (every change wakes the owner's ``/sync`` through ``notifier``)."""
+    # Imported here to keep this feature's wiring in its own section (they may move up top).
+    from homeserver.api.client.push_rules import PushRulesApi
+    from homeserver.services.push_rules import PushRulesService
+
+    service = PushRulesService(stores.account_data, notifier)
+    return [PushRulesApi(service, cfg.limits.max_request_body_bytes)]
+
+
+# --- end push rules ------------------------------------------------------------------------------
 
 
 async def serve_homeserver(
@@ -354,34 +700,60 @@ async def serve_homeserver(
         metrics = HttpMetrics(pool_usage=lambda: (db.pool_stats().in_use, db.pool_stats().size))
         health = HealthService({"database": db.ping}, _with_timeout)
 
-        accounts = _accounts(cfg, stores, clock, rate_limiter)
-        gate = RequestGate(accounts.auth, rate_limiter)
         notifier = InProcessNotifier((await stores.streams.current_token()).positions)
-        account_surface = _account_surface_apis(cfg, stores, clock, accounts.uia, notifier)
-        rooms = _rooms_apis(cfg, stores, clock, signing_key, notifier)  # rooms (issue 6)
-        # wiring: media (issue 9)
-        # wiring: e2ee (issue 8)
-        # wiring: sync and filters (issue 7)
-        # wiring: typing, receipts, presence (issue 7)
-        # wiring: room directory and upgrades (issue 6)
-        # wiring: rooms access (issue 6)
-        # wiring: registration lock (issue 5)
+        announcer = DeviceListAnnouncer(
+            stores.e2ee_keys.users_sharing_room, stores.streams, notifier
+        )
+        stores = dataclasses.replace(stores, devices=AnnouncingDeviceStore(db, announcer))
+        live = _live_layer(cfg, stores, clock, notifier)  # typing, receipts, presence (issue 7)
+        accounts = _accounts(cfg, stores, clock, rate_limiter)
+        gate = RequestGate(accounts.auth, rate_limiter, on_activity=live.presence.on_activity)
+        account_surface = _account_surface(
+            cfg,
+            stores,
+            clock,
+            accounts.uia,
+            notifier,
+            on_global_account_data=live.presence.on_account_data_changed,
+        )
+        directory = _room_directory(cfg, stores, clock)  # room directory (issue 6)
+        rooms = _rooms(cfg, stores, clock, signing_key, notifier, aliases=directory)
+        rooms.creator.add_event_listener(
+            lambda room_id, sender, _type: live.typing.stop_typing_on_send(room_id, sender)
+        )
+        account_surface.profile.add_listener(rooms.profile_propagator)
+        directory_apis = _room_directory_apis(cfg, stores, directory, rooms.creator)
+        media = _media(cfg, stores, clock)  # wiring: media (issue 9)
+        e2ee = _e2ee(cfg, stores, clock, accounts.uia, notifier)  # wiring: e2ee (issue 8)
+        filter_apis = _filter_apis(cfg, stores)  # sync and filters (issue 7)
+        sync_endpoint = _sync_endpoint(
+            stores, clock, notifier, rooms=rooms, live=live, e2ee=e2ee.sync_source
+        )
+        registration_lock = _registration_lock(cfg, stores, clock, accounts)
 
         apis: dict[str, list[object]] = {
             "client": [
-                VersionsApi(),
+                VersionsApi(registration_lock.unstable_features),  # registration lock (issue 5)
+                *registration_lock.apis,  # registration lock (issue 5)
                 *accounts.apis,
-                *account_surface["client"],
-                *rooms["client"],  # rooms (issue 6)
+                *account_surface.apis["client"],
+                *rooms.apis,  # rooms (issue 6)
+                *e2ee.apis,  # e2ee (issue 8)
+                *directory_apis["client"],  # room directory and upgrades (issue 6)
+                *filter_apis,  # sync and filters (issue 7)
+                *live.apis,  # typing, receipts, presence (issue 7)
             ],
-            "federation": [*account_surface["federation"]],
-            "media": [],
+            "federation": [*account_surface.apis["federation"]],
+            "media": [*media.apis],  # media (issue 9)
             "health": [HealthApi(health)],
             "metrics": [MetricsApi(metrics)],
         }
 
         async with trio.open_nursery() as background:
             await background.start(_run_accounts_background, accounts)
+            await background.start(media.retention.run)  # media (issue 9)
+            await background.start(_run_live_layer, live)  # typing, receipts, presence (issue 7)
+            await background.start(rooms.profile_propagator.run)
             bound: list[Bound] = []
             async with trio.open_nursery() as servers:
                 for listener in cfg.listeners:
@@ -390,7 +762,11 @@ async def serve_homeserver(
                         max_body_bytes=cfg.limits.max_request_body_bytes,
                         gate=gate,
                     )
-                    asgi = ObservedApp(app, metrics, cfg.cors.allowed_origins)  # type: ignore[arg-type]
+                    raw: list[RawEndpoint] = (
+                        [sync_endpoint] if "client" in listener.resources else []
+                    )
+                    inner = RawRoutes(app, raw, accounts.auth, _log_request_failure)  # type: ignore[arg-type]
+                    asgi = ObservedApp(inner, metrics, cfg.cors.allowed_origins)
                     urls = await servers.start(
                         partial(
                             hypercorn.trio.serve,

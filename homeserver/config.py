@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import os
 import re
 import types
@@ -135,14 +136,27 @@ class OtpConfig:
 
     #: Offer phone number verification at all.
     enabled: bool = False
-    #: ``file``: append ``number code`` lines to ``file_path`` (development, tests).
-    #: ``http``: POST ``{"to", "body"}`` to ``gateway_url`` with ``gateway_token``.
-    sender: Literal["file", "http"] = "file"
+    #: ``http``: send each code to the SMS gateway at ``gateway_url``.
+    #: ``file``: append ``number code`` lines to ``file_path``; ``log``: write the code to the
+    #: server log. Both only with ``development: true``.
+    sender: Literal["file", "log", "http"] = "file"
+    #: This is a development deployment: codes may go to a file or the log instead of phones.
+    development: bool = False
     #: For ``sender: file``; relative to ``data_dir``.
     file_path: str = "sms_codes.log"
     gateway_url: str | None = None
     gateway_token: str | None = None
     gateway_timeout_s: float = 10.0
+    #: ``POST`` or ``PUT``.
+    gateway_method: Literal["POST", "PUT"] = "POST"
+    #: Extra request headers, each ``"Name: value"``.
+    gateway_headers: tuple[str, ...] = ()
+    #: The JSON body; ``{number}``, ``{message}`` and ``{code}`` are replaced in its strings.
+    gateway_body_template: str = '{"to": "{number}", "body": "{message}"}'
+    #: Retries after a failed request (connection error, timeout, 5xx, 429).
+    gateway_retries: int = 2
+    #: Wait before the first retry; doubled for each further one.
+    gateway_retry_backoff_s: float = 0.5
     #: ISO 3166-1 alpha-2 regions whose numbers are accepted; empty: every region.
     allowed_countries: tuple[str, ...] = ()
     #: Regions whose numbers are refused (applies after ``allowed_countries``).
@@ -161,25 +175,235 @@ class OtpConfig:
 
 # --- media (issue 9) config ----------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class ThumbnailSize:
+    """One thumbnail size the server makes for every uploaded image."""
+
+    width: int
+    height: int
+    #: ``crop``: exactly this size (or this aspect ratio); ``scale``: fit inside it.
+    method: Literal["crop", "scale"] = "scale"
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """The media repository: uploads, downloads, thumbnails, quotas and retention."""
+
+    #: Where files are kept; relative to ``data_dir``.
+    store_path: str = "media"
+    #: Largest upload, in bytes (``413 M_TOO_LARGE`` above it, before the body is buffered).
+    max_upload_bytes: int = 52_428_800
+    #: Total bytes of media one local user may have stored; null: no quota.
+    user_quota_bytes: int | None = None
+    #: How long an ID from ``POST /_matrix/media/v1/create`` stays usable.
+    unused_id_lifetime_s: float = 86400.0
+    #: Created-but-not-uploaded IDs a user may hold at once (``429 M_LIMIT_EXCEEDED`` above).
+    max_pending_uploads: int = 20
+    #: Longest a download of a not-yet-uploaded ID waits (``timeout_ms`` is capped at this).
+    max_download_wait_s: float = 20.0
+    #: Media created before this time (ms since the epoch) is still served by the deprecated,
+    #: unauthenticated ``/_matrix/media/v3/download|thumbnail``; newer media only by the
+    #: authenticated ``/_matrix/client/v1/media/...``. 0: every item is frozen.
+    unauthenticated_media_freeze_ts: int = 0
+    #: Thumbnails made for every uploaded image (the spec's recommended set by default).
+    thumbnail_sizes: tuple[ThumbnailSize, ...] = (
+        ThumbnailSize(32, 32, "crop"),
+        ThumbnailSize(96, 96, "crop"),
+        ThumbnailSize(320, 240, "scale"),
+        ThumbnailSize(640, 480, "scale"),
+        ThumbnailSize(800, 600, "scale"),
+    )
+    #: Make the configured sizes at upload time (else on the first request).
+    pregenerate_thumbnails: bool = True
+    #: Make other sizes on request (cached); else the nearest configured size is served.
+    dynamic_thumbnails: bool = True
+    #: Largest width or height of an on-demand thumbnail.
+    max_thumbnail_dimension: int = 1600
+    #: Images with more pixels than this (width x height x frames) are not thumbnailed
+    #: (``413 M_TOO_LARGE``): decompression bombs.
+    max_image_pixels: int = 33_554_432
+    #: Delete local media not downloaded for this long; null: keep forever.
+    local_media_lifetime_s: float | None = None
+    #: Delete cached remote media not used for this long; null: keep forever.
+    remote_media_lifetime_s: float | None = 7_776_000.0
+    #: How often the retention and expiry loop runs.
+    retention_interval_s: float = 3600.0
+
+
+def _validate_media(cfg: Config, problems: list[str]) -> None:
+    m = cfg.media
+    if m.max_upload_bytes < 1:
+        problems.append("media.max_upload_bytes: must be at least 1")
+    if m.user_quota_bytes is not None and m.user_quota_bytes < 0:
+        problems.append("media.user_quota_bytes: must not be negative")
+    for name in ("unused_id_lifetime_s", "retention_interval_s"):
+        if getattr(m, name) <= 0:
+            problems.append(f"media.{name}: must be > 0")
+    if m.max_download_wait_s < 0:
+        problems.append("media.max_download_wait_s: must not be negative")
+    if m.max_pending_uploads < 1:
+        problems.append("media.max_pending_uploads: must be at least 1")
+    for name in ("local_media_lifetime_s", "remote_media_lifetime_s"):
+        value = getattr(m, name)
+        if value is not None and value <= 0:
+            problems.append(f"media.{name}: must be > 0 or null")
+    if m.max_thumbnail_dimension < 1 or m.max_image_pixels < 1:
+        problems.append("media.max_thumbnail_dimension and max_image_pixels: must be at least 1")
+    for i, size in enumerate(m.thumbnail_sizes):
+        if not (1 <= size.width <= m.max_thumbnail_dimension) or not (
+            1 <= size.height <= m.max_thumbnail_dimension
+        ):
+            problems.append(
+                f"media.thumbnail_sizes[{i}]: width and height must be 1-"
+                f"{m.max_thumbnail_dimension} (max_thumbnail_dimension)"
+            )
+    if not m.store_path or "\0" in m.store_path:
+        problems.append("media.store_path: must be a path")
+
+
 # --- end media (issue 9) config ------------------------------------------------------------------
 
 
 # --- e2ee (issue 8) config -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class E2eeConfig:
+    """End-to-end encryption: how much the server queues for devices, and for whom."""
+
+    #: To-device messages kept for one device until it syncs; beyond this, new messages to
+    #: that device are dropped (the oldest, e.g. Olm session set-up, are kept).
+    to_device_queue_limit: int = 5000
+    #: ``PUT /sendToDevice`` requests per sender (token bucket, only if rate_limits.enabled).
+    to_device_rate_limit: RateLimit = RateLimit(per_second=10.0, burst_count=100)
+
 
 # --- end e2ee (issue 8) config -------------------------------------------------------------------
 
 
 # --- sync, typing, receipts, presence (issue 7) config -------------------------------------------
 
+
+@dataclass(frozen=True)
+class TypingConfig:
+    """Typing notifications (``PUT /rooms/{roomId}/typing/{userId}``)."""
+
+    #: Timeout when a client sends ``typing: true`` without one.
+    default_timeout_ms: int = 30_000
+    #: Longest timeout a client may ask for; longer ones are cut to this.
+    max_timeout_ms: int = 120_000
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values (for ``_validate``)."""
+        out = []
+        if self.default_timeout_ms < 1:
+            out.append("typing.default_timeout_ms: must be at least 1")
+        if self.max_timeout_ms < self.default_timeout_ms:
+            out.append("typing.max_timeout_ms: must be at least typing.default_timeout_ms")
+        return out
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    """Presence: online / unavailable / offline, last active, and their timers."""
+
+    #: Track and share presence at all (off: ``PUT`` is accepted and ignored, ``GET`` says
+    #: ``offline``, ``/sync`` carries none).
+    enabled: bool = True
+    #: Online users with no activity (requests other than /sync) for this long become
+    #: ``unavailable``.
+    idle_timeout_s: float = 300.0
+    #: Users with neither a /sync nor any other request for this long become ``offline``
+    #: (longer than clients' long-poll timeout, usually 30 s).
+    offline_timeout_s: float = 90.0
+    #: ``currently_active`` stays true this long after the last activity.
+    currently_active_s: float = 60.0
+    #: Changes are collected for this long and written in one transaction (also the longest
+    #: delay before a change reaches other users).
+    flush_interval_s: float = 1.0
+    #: A last-active time that changes nothing others see is written at most this often per
+    #: user.
+    last_active_write_interval_s: float = 60.0
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values (for ``_validate``)."""
+        out = [
+            f"presence.{name}: must be > 0"
+            for name in (
+                "idle_timeout_s",
+                "offline_timeout_s",
+                "currently_active_s",
+                "flush_interval_s",
+                "last_active_write_interval_s",
+            )
+            if getattr(self, name) <= 0
+        ]
+        if self.idle_timeout_s > 0 and self.currently_active_s > self.idle_timeout_s:
+            out.append("presence.currently_active_s: must not be longer than idle_timeout_s")
+        return out
+
+
 # --- end sync, typing, receipts, presence (issue 7) config ---------------------------------------
 
 
 # --- room directory (issue 6) config -------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class RoomDirectoryConfig:
+    """Room aliases and the published room directory (``/directory``, ``/publicRooms``)."""
+
+    #: Who may publish a room in the directory (``PUT /directory/list/room``, ``createRoom``
+    #: with ``visibility: public``) or take it out: ``room_moderators`` (anyone who may send
+    #: ``m.room.canonical_alias`` in the room) or ``server_admins``. Server admins always may.
+    publish: Literal["room_moderators", "server_admins"] = "room_moderators"
+    #: Creating an alias for a room requires being joined to it (server admins are exempt).
+    require_membership_for_aliases: bool = True
+    #: Answer ``GET /publicRooms`` without an access token (the spec allows it; off by default
+    #: so the list of an organisation's rooms is not public).
+    public_rooms_without_auth: bool = False
+
+
 # --- end room directory (issue 6) config ---------------------------------------------------------
 
 
 # --- registration lock (issue 5) config ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistrationLockConfig:
+    """Registration lock (from Signal): a PIN that logins by phone number must also give."""
+
+    #: Offer the PIN API and enforce PINs that were set.
+    enabled: bool = True
+    #: After this many seconds without any activity of the account the PIN is no longer asked.
+    inactivity_lapse_s: int = 7 * 86400
+    #: Wrong PINs accepted per window before every attempt is refused (423).
+    max_failed_attempts: int = 10
+    #: The window of ``max_failed_attempts``, from the first wrong PIN.
+    failed_attempts_window_s: int = 86400
+    #: Shortest and longest accepted PIN (characters).
+    pin_min_length: int = 4
+    pin_max_length: int = 64
+
+
+def _validate_registration_lock(cfg: Config, problems: list[str]) -> None:
+    r = cfg.registration_lock
+    for name in ("inactivity_lapse_s", "max_failed_attempts", "failed_attempts_window_s"):
+        if getattr(r, name) < 1:
+            problems.append(f"registration_lock.{name}: must be at least 1")
+    if not 1 <= r.pin_min_length <= r.pin_max_length <= 1024:
+        problems.append("registration_lock: need 1 <= pin_min_length <= pin_max_length <= 1024")
+    url = cfg.public_baseurl
+    if url is not None and (
+        not url.startswith(("http://", "https://")) or "?" in url or "#" in url
+    ):
+        problems.append("public_baseurl: must be an http:// or https:// URL without query")
+    secret = cfg.registration_shared_secret
+    if secret is not None and len(secret) < 16:
+        problems.append("registration_shared_secret: must be at least 16 characters")
+
 
 # --- end registration lock (issue 5) config ------------------------------------------------------
 
@@ -203,10 +427,21 @@ class Config:
     #: Room version of new rooms unless the client asks for another.
     default_room_version: str = "12"
     # --- media (issue 9)
+    media: MediaConfig = MediaConfig()
     # --- e2ee (issue 8)
+    e2ee: E2eeConfig = E2eeConfig()
     # --- sync, typing, receipts, presence (issue 7)
+    typing: TypingConfig = TypingConfig()
+    presence: PresenceConfig = PresenceConfig()
     # --- room directory (issue 6)
+    room_directory: RoomDirectoryConfig = RoomDirectoryConfig()
     # --- registration lock (issue 5)
+    #: The URL clients reach this server at (``submit_url``, ``/.well-known/matrix/client``);
+    #: null: built from each request's Host header.
+    public_baseurl: str | None = None
+    #: Secret of ``/_synapse/admin/v1/register`` (HMAC-SHA1); null: that API is off.
+    registration_shared_secret: str | None = None
+    registration_lock: RegistrationLockConfig = RegistrationLockConfig()
     config_path: str = field(default="", metadata={"internal": True})
 
     def resolve_path(self, p: str) -> Path:
@@ -340,6 +575,7 @@ def _is_optional(tp: Any) -> bool:
 
 
 def _validate(cfg: Config, problems: list[str]) -> None:
+    problems += cfg.typing.problems() + cfg.presence.problems()
     if not _SERVER_NAME_RE.match(cfg.server_name):
         problems.append(f"server_name: not a valid server name: {cfg.server_name!r}")
     if not cfg.listeners:
@@ -379,6 +615,7 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         if isinstance(rl, RateLimit) and (rl.per_second <= 0 or rl.burst_count < 1):
             problems.append(f"rate_limits.{name}: per_second must be > 0 and burst_count >= 1")
     _validate_accounts(cfg, problems)
+    _validate_media(cfg, problems)  # media (issue 9)
     from federation.core.room_versions import KNOWN_ROOM_VERSIONS
 
     if cfg.default_room_version not in KNOWN_ROOM_VERSIONS:
@@ -401,6 +638,11 @@ def _validate_accounts(cfg: Config, problems: list[str]) -> None:
     if a.uia_session_lifetime_s <= 0:
         problems.append("auth.uia_session_lifetime_s: must be > 0")
     o = cfg.otp
+    if o.enabled and o.sender in ("file", "log") and not o.development:
+        problems.append(
+            f"otp.sender: {o.sender!r} does not send SMS (codes end up in a {o.sender}); it is"
+            " for development only: use sender: http, or set otp.development: true"
+        )
     if o.enabled and o.sender == "http" and not o.gateway_url:
         problems.append("otp.gateway_url: required when otp.sender is http")
     if o.gateway_url is not None and not o.gateway_url.startswith(("http://", "https://")):
@@ -418,6 +660,20 @@ def _validate_accounts(cfg: Config, problems: list[str]) -> None:
         problems.append("otp.gateway_timeout_s: must be > 0")
     if "{code}" not in o.message_template:
         problems.append("otp.message_template: must contain {code}")
+    for header in o.gateway_headers:
+        name, sep, _ = header.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9-]+", name.strip()):
+            problems.append(f"otp.gateway_headers: {header!r} is not 'Name: value'")
+    try:
+        body = json.loads(o.gateway_body_template)
+    except ValueError:
+        problems.append("otp.gateway_body_template: not valid JSON")
+    else:
+        if not isinstance(body, dict):
+            problems.append("otp.gateway_body_template: must be a JSON object")
+    if o.gateway_retries < 0 or o.gateway_retry_backoff_s < 0:
+        problems.append("otp.gateway_retries, gateway_retry_backoff_s: must not be negative")
+    _validate_registration_lock(cfg, problems)
 
 
 def parse_config(data: Any, path: str) -> Config:

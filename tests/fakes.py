@@ -90,3 +90,33 @@ class FakeStateResStoreWithDifference(FakeStateResStore):
 
 
 # ===================================================================== end state resolution
+
+
+# =====================================================================================
+# E2EE: e2ee.signatures.KeyLookup
+# =====================================================================================
+
+from e2ee.models import CrossSigningKey, DeviceKeys  # noqa: E402
+
+
+class FakeKeyLookup:
+    """An in-memory :class:`~e2ee.signatures.KeyLookup`: add keys, then look them up."""
+
+    def __init__(self) -> None:
+        self.devices: dict[tuple[str, str], DeviceKeys] = {}
+        self.cross_signing: dict[tuple[str, str], CrossSigningKey] = {}
+
+    def add_device(self, device: DeviceKeys) -> None:
+        self.devices[(device.user_id, device.device_id)] = device
+
+    def add_cross_signing_key(self, key: CrossSigningKey) -> None:
+        self.cross_signing[(key.user_id, key.usage)] = key
+
+    def device_keys(self, user_id: str, device_id: str) -> DeviceKeys | None:
+        return self.devices.get((user_id, device_id))
+
+    def cross_signing_key(self, user_id: str, usage: str) -> CrossSigningKey | None:
+        return self.cross_signing.get((user_id, usage))
+
+
+# ===================================================================== end E2EE

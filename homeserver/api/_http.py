@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import orjson
+import trio
 from quart import Response, request
 from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
+from quart_trio.wrappers.request import EventWrapper, TrioBody, TrioRequest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from homeserver.api.metrics import HttpMetrics
@@ -178,13 +181,20 @@ class RequestGate:
         authenticator: checks access tokens; None while no accounts exist (``auth="user"``
             routes then answer ``401 M_UNKNOWN_TOKEN``).
         rate_limiter: the shared token buckets.
+        on_activity: told the user ID of every authenticated request except ``/sync``
+            (presence: last active; must be cheap).
     """
 
     def __init__(
-        self, authenticator: Authenticator | None, rate_limiter: RateLimiter | None
+        self,
+        authenticator: Authenticator | None,
+        rate_limiter: RateLimiter | None,
+        *,
+        on_activity: Callable[[str], None] | None = None,
     ) -> None:
         self._auth = authenticator
         self._limiter = rate_limiter
+        self._on_activity = on_activity
 
     async def __call__(self, spec: RouteSpec) -> Requester | None:
         requester: Requester | None = None
@@ -198,6 +208,8 @@ class RequestGate:
                 raise UnknownToken()
             else:
                 requester = await self._auth.authenticate(token, client_ip=ip)
+                if self._on_activity is not None and not spec.path.endswith("/sync"):
+                    self._on_activity(requester.user_id)
         if spec.rate_limit is not None and self._limiter is not None:
             self._limiter.check(spec.rate_limit, requester.user_id if requester else ip)
         return requester
@@ -221,6 +233,8 @@ def build_asgi_app(
     """
     before_handler = gate
     app = QuartTrio("homeserver")
+    app.request_class = _StreamingRequest
+    app.asgi_http_class = _FlowControlledConnection  # type: ignore[assignment]
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
@@ -288,6 +302,154 @@ def _make_view(fn: Handler, spec: RouteSpec, gate: RequestGate | None) -> Handle
 
     view.__name__ = fn.__name__
     return view
+
+
+# --- request bodies: whole or streamed, with backpressure -------------------------------------
+
+#: Bytes of a request body held in memory before the socket is no longer read (a handler that
+#: streams the body, e.g. a media upload, keeps at most this much buffered).
+STREAM_HIGH_WATER = 256 * 1024
+
+
+class _StreamingBody(TrioBody):
+    """A request body that is either awaited whole or iterated with backpressure.
+
+    Quart's body buffers whatever arrives, as fast as it arrives, and applies the app-wide
+    ``MAX_CONTENT_LENGTH`` to every request. Here the handler decides: ``await request.body``
+    (what :func:`read_json_body` does) keeps that limit; ``async for chunk in request.body``
+    (a media upload) takes the body in chunks, enforces its own limit, and while it is slower
+    than the client at most :data:`STREAM_HIGH_WATER` bytes are buffered: the connection stops
+    reading the socket until the handler catches up. Until the handler decides, the same
+    backpressure applies.
+    """
+
+    def __init__(self, expected_content_length: int | None, max_content_length: int | None):
+        super().__init__(expected_content_length, None)
+        self._expected = expected_content_length
+        self._limit = max_content_length
+        self._whole = False
+        self._streaming = False
+        self._abandoned = False
+        self._room = EventWrapper()
+
+    def __aiter__(self) -> _StreamingBody:
+        self._streaming = True
+        self._room.set()
+        return self
+
+    async def __anext__(self) -> bytes:
+        data = await super().__anext__()
+        self._room.set()
+        return data
+
+    def __await__(self) -> Any:
+        self._whole = True
+        self._room.set()
+        too_large = self._limit is not None and (
+            (self._expected is not None and self._expected > self._limit)
+            or len(self._data) > self._limit
+        )
+        if too_large:
+            self._must_raise = RequestEntityTooLarge()
+        return (yield from super().__await__())
+
+    def append(self, data: bytes) -> None:
+        if data == b"" or self._must_raise is not None or self._abandoned:
+            return
+        self._data.extend(data)
+        self._has_data.set()
+        if self._whole and self._limit is not None and len(self._data) > self._limit:
+            self._must_raise = RequestEntityTooLarge()
+            self.set_complete()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has arrived."""
+        return self._complete.is_set()
+
+    def abandon(self) -> None:
+        """The handler is done: drop the rest of the body as it arrives, without backpressure."""
+        self._abandoned = True
+        self._data.clear()
+        self._room.set()
+
+    async def wait_for_room(self) -> None:
+        """Return once the handler has taken enough of the buffered body (or wants it whole)."""
+        while (
+            not self._whole
+            and not self._abandoned
+            and self._must_raise is None
+            and not self._complete.is_set()
+            and len(self._data) >= STREAM_HIGH_WATER
+        ):
+            self._room = EventWrapper()
+            await self._room.wait()
+
+
+class _StreamingRequest(TrioRequest):
+    body_class = _StreamingBody
+
+
+class _FlowControlledConnection(TrioASGIHTTPConnection):
+    """Feeds the request body to :class:`_StreamingBody`, waiting while its buffer is full.
+
+    Two departures from quart-trio's connection, both needed once the body reader can wait:
+
+    - once the app has produced its response the body is abandoned, so a handler that answered
+      without reading it (an error, ``413``) cannot leave the connection waiting for room; if
+      part of the body had not arrived yet, the response says ``Connection: close``;
+    - ``http.disconnect`` arriving while the last response message is being sent is the normal
+      end of the exchange (hypercorn delivers it from inside that send), so it does not cancel
+      the request: cancelling there would abort hypercorn's connection recycling half-way and
+      leave a keep-alive connection hanging. A disconnect before that still cancels the handler
+      (the client went away: stop streaming a download, drop a half upload).
+    """
+
+    _finishing = False
+
+    async def handle_request(  # type: ignore[override]
+        self, nursery: Any, request: Any, send: Any
+    ) -> None:
+        unread = False
+        try:
+            response = await self.app.handle_request(request)
+        finally:
+            if isinstance(request.body, _StreamingBody):
+                unread = not request.body.complete
+                request.body.abandon()
+        if unread and isinstance(response, Response):
+            # the rest of the body will be discarded: tell the client not to reuse the
+            # connection rather than letting it race hypercorn closing it
+            response.headers["Connection"] = "close"
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self._finishing = True
+            await send(message)
+
+        timeout = getattr(response, "timeout", Ellipsis)
+        if timeout is Ellipsis:
+            timeout = self.app.config["RESPONSE_TIMEOUT"]
+        with trio.move_on_after(float("inf") if timeout is None else timeout):
+            await self._send_response(tracked_send, response)  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()
+
+    async def handle_messages(  # type: ignore[override]
+        self, nursery: Any, request: Any, receive: Any
+    ) -> None:
+        body = request.body
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    body.set_complete()
+                elif isinstance(body, _StreamingBody):
+                    await body.wait_for_room()
+            elif message["type"] == "http.disconnect":
+                break
+        if not self._finishing:
+            nursery.cancel_scope.cancel()
 
 
 # --- the thin ASGI wrapper ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ Spec: client-server-api/modules/account_data.md and modules/tags.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,9 +82,17 @@ class AccountDataService:
         notifier: told after each committed write, so the owner's ``/sync`` wakes.
     """
 
-    def __init__(self, store: AccountDataStore, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        store: AccountDataStore,
+        notifier: Notifier | None = None,
+        *,
+        on_global_change: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._store = store
         self._notifier = notifier
+        #: told (user ID, type) after a global entry is written (presence: last-seen privacy)
+        self._on_global_change = on_global_change
 
     def _written(self, user_id: str, position: int | None) -> None:
         if position is not None and self._notifier is not None:
@@ -132,6 +140,8 @@ class AccountDataService:
             user_id, GLOBAL if room_id is None else room_id, data_type, content
         )
         self._written(user_id, position)
+        if room_id is None and self._on_global_change is not None:
+            self._on_global_change(user_id, data_type)
         return position
 
     # --- tags ------------------------------------------------------------------------------------

@@ -17,7 +17,16 @@ HTTP layer's :class:`~homeserver.services.requester.Authenticator`:
 - the first use of a refreshed pair retires the refresh token it replaced (spec: "the old
   refresh token remains valid until the new access token or refresh token is used").
 - devices' last-seen time and IP are kept in memory and written in one batch per interval by
-  :meth:`AuthService.run_last_seen_flusher` (not a write per request).
+  :meth:`AuthService.run_last_seen_flusher` (not a write per request); the same flush moves the
+  registration lock's "last active" time of those accounts forward.
+- a refresh token family is revoked when one of its retired tokens comes back: retiring a
+  refresh token records its hash (``spent_credentials``), and ``/refresh`` with a recorded hash
+  deletes the device (and with it every token of the device) before answering
+  ``401 M_UNKNOWN_TOKEN``. Whoever holds a copy of a rotated token, attacker or client, is
+  logged out, as OAuth 2.0 refresh token rotation recommends (RFC 9700 §4.14.2).
+- a login that names the account by its phone number (``m.id.phone``, or ``m.login.msisdn`` with
+  a validated SMS code) must pass the registration lock (:mod:`.registration_lock`). An SMS code
+  logs in once: its verification session is recorded as spent.
 """
 
 from __future__ import annotations
@@ -33,11 +42,14 @@ import trio
 from homeserver.clock import Clock
 from homeserver.config import AuthConfig
 from homeserver.errors import BadJson, Codes, Forbidden, MatrixError, UnknownToken
-from homeserver.services.identifiers import UserIdentifier, find_user
+from homeserver.services.identifiers import PhoneIdentifier, UserIdentifier, find_user
+from homeserver.services.otp import PhoneVerificationService, ThreepidAuthFailed
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.ratelimit import RateLimiter
+from homeserver.services.registration_lock import RegistrationLockService
 from homeserver.services.requester import Requester
 from homeserver.storage.devices import DeviceExists, DeviceStore
+from homeserver.storage.spent_credentials import SpentCredentialStore
 from homeserver.storage.tokens import IssuedTokens, TokenStore
 from homeserver.storage.users import UserStore
 
@@ -47,6 +59,11 @@ logger = logging.getLogger(__name__)
 
 _DEVICE_ALPHABET = string.ascii_uppercase
 _MAX_DEVICE_ID = 255
+#: ``spent_credentials`` kinds
+SPENT_REFRESH = "refresh"
+SPENT_MSISDN_LOGIN = "msisdn_login"
+#: How long spent credentials are remembered (longer than any verification session lives).
+SPENT_RETENTION_MS = 30 * 86400 * 1000
 
 
 def hash_token(token: str) -> str:
@@ -88,6 +105,10 @@ class AuthService:
         clock: expiry.
         server_name: to resolve localparts.
         config: the ``auth`` section.
+        spent: used-up refresh tokens and SMS login sessions (None: no reuse detection and no
+            login by SMS code).
+        phones: validated phone numbers, for ``m.login.msisdn`` (None: not offered).
+        registration_lock: PINs that phone logins must give (None: no lock).
     """
 
     def __init__(
@@ -101,6 +122,9 @@ class AuthService:
         *,
         server_name: str,
         config: AuthConfig,
+        spent: SpentCredentialStore | None = None,
+        phones: PhoneVerificationService | None = None,
+        registration_lock: RegistrationLockService | None = None,
     ) -> None:
         self._users = users
         self._tokens = tokens
@@ -110,7 +134,15 @@ class AuthService:
         self._clock = clock
         self._server_name = server_name
         self._cfg = config
+        self._spent = spent
+        self._phones = phones
+        self._lock = registration_lock
         self._seen: dict[tuple[str, str], tuple[int, str]] = {}
+
+    @property
+    def msisdn_login_enabled(self) -> bool:
+        """Whether ``m.login.msisdn`` (login with an SMS code) is offered."""
+        return self._phones is not None and self._phones.enabled and self._spent is not None
 
     @property
     def server_name(self) -> str:
@@ -131,6 +163,14 @@ class AuthService:
         if info.valid_until_ms is not None and info.valid_until_ms <= now:
             raise UnknownToken("Access token has expired", soft_logout=True)
         if info.predecessor_hash is not None:
+            if self._spent is not None:
+                await self._spent.spend(
+                    SPENT_REFRESH,
+                    info.predecessor_hash,
+                    user_id=info.user_id,
+                    device_id=info.device_id,
+                    now=now,
+                )
             await self._tokens.retire_predecessor(info.predecessor_hash)
         self._seen[(info.user_id, info.device_id)] = (now, client_ip)
         return Requester(
@@ -204,16 +244,20 @@ class AuthService:
         device_id: str | None,
         display_name: str | None,
         want_refresh: bool,
+        pin: str | None = None,
     ) -> Session:
         """``m.login.password``.
+
+        Args:
+            pin: the registration lock PIN (asked when ``identifier`` is a phone number).
 
         Raises:
             Forbidden: unknown user or wrong password (the same answer for both).
             UserDeactivated: the account was deactivated.
             LimitExceeded: too many attempts for this user.
+            RegistrationLocked: a phone login without the account's right PIN (423).
         """
-        if device_id is not None and not 0 < len(device_id) <= _MAX_DEVICE_ID:
-            raise BadJson("device_id must be 1-255 characters")
+        _check_device_id(device_id)
         user = await find_user(self._users, self._server_name, identifier)
         if user is not None:
             self._limiter.check("login", user.user_id)
@@ -222,12 +266,68 @@ class AuthService:
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             raise Forbidden("Invalid username or password")
-        return await self.create_session(
-            user.user_id,
-            device_id=device_id,
-            display_name=display_name,
-            want_refresh=want_refresh,
+        if isinstance(identifier, PhoneIdentifier):
+            await self._check_registration_lock(user.user_id, pin)
+        return await self._login(user.user_id, device_id, display_name, want_refresh)
+
+    async def login_with_msisdn(
+        self,
+        *,
+        sid: str,
+        client_secret: str,
+        device_id: str | None,
+        display_name: str | None,
+        want_refresh: bool,
+        pin: str | None = None,
+    ) -> Session:
+        """``m.login.msisdn`` (extension ``org.example.reglock``): log in with an SMS code.
+
+        The client validated the number with a code (``requestToken`` + ``submit_url``) and now
+        presents the session (``threepid_creds``). Each session logs in once.
+
+        Raises:
+            MatrixError: 400 ``M_UNKNOWN`` when not offered; 404 ``M_NOT_FOUND`` (unknown
+                session), 400 ``M_THREEPID_AUTH_FAILED`` (not validated or used already),
+                403 ``M_FORBIDDEN`` (no account has the number), ``M_LIMIT_EXCEEDED``.
+            RegistrationLocked: the account's PIN is missing or wrong (423).
+        """
+        if self._phones is None or self._spent is None or not self._phones.enabled:
+            raise MatrixError(400, Codes.UNKNOWN, "Login with an SMS code is not enabled")
+        _check_device_id(device_id)
+        number = await self._phones.validated_number(sid=sid, client_secret=client_secret)
+        if await self._spent.get(SPENT_MSISDN_LOGIN, sid) is not None:
+            raise ThreepidAuthFailed("This code was used already; request a new one")
+        user = await self._users.get_user_by_phone(number)
+        if user is None:
+            raise Forbidden("No account has this phone number")
+        self._limiter.check("login", user.user_id)
+        if user.deactivated:
+            raise UserDeactivated()
+        await self._check_registration_lock(user.user_id, pin)
+        if not await self._spent.spend(
+            SPENT_MSISDN_LOGIN, sid, user_id=user.user_id, device_id=None, now=self._now()
+        ):
+            raise ThreepidAuthFailed("This code was used already; request a new one")
+        return await self._login(user.user_id, device_id, display_name, want_refresh)
+
+    def _now(self) -> int:
+        return self._clock.time_ms()
+
+    async def _check_registration_lock(self, user_id: str, pin: str | None) -> None:
+        if self._lock is None:
+            return
+        recent = [ts for (uid, _), (ts, _) in self._seen.items() if uid == user_id]
+        await self._lock.check_login(user_id, pin, recently_seen_ms=max(recent) if recent else None)
+
+    async def _login(
+        self, user_id: str, device_id: str | None, display_name: str | None, want_refresh: bool
+    ) -> Session:
+        session = await self.create_session(
+            user_id, device_id=device_id, display_name=display_name, want_refresh=want_refresh
         )
+        if self._lock is not None:
+            await self._lock.record_activity({user_id: self._now()})
+        return session
 
     async def refresh(self, refresh_token: str) -> Session:
         """Exchange a refresh token for a new pair.
@@ -237,8 +337,10 @@ class AuthService:
         """
         now = self._clock.time_ms()
         issued, access, refresh = self._issue(True, now)
-        outcome = await self._tokens.refresh(hash_token(refresh_token), tokens=issued, now=now)
+        token_hash = hash_token(refresh_token)
+        outcome = await self._tokens.refresh(token_hash, tokens=issued, now=now)
         if outcome is None:
+            await self._revoke_family_of(token_hash)
             raise UnknownToken("Unknown or already used refresh token")
         return Session(
             user_id=outcome.user_id,
@@ -253,6 +355,27 @@ class AuthService:
         )
 
     # --- revoking --------------------------------------------------------------------------
+
+    async def _revoke_family_of(self, refresh_hash: str) -> None:
+        """A retired refresh token came back: log its device out (all its tokens)."""
+        if self._spent is None:
+            return
+        spent = await self._spent.get(SPENT_REFRESH, refresh_hash)
+        if spent is None or spent.device_id is None:
+            return
+        logger.warning(
+            "a retired refresh token of %s device %s was reused; revoking the device",
+            spent.user_id,
+            spent.device_id,
+        )
+        await self._devices.delete_devices(spent.user_id, [spent.device_id])
+        self._seen.pop((spent.user_id, spent.device_id), None)
+
+    async def prune_spent(self) -> int:
+        """Forget spent credentials older than the retention period."""
+        if self._spent is None:
+            return 0
+        return await self._spent.delete_older_than(self._now() - SPENT_RETENTION_MS)
 
     async def logout(self, requester: Requester) -> None:
         """Delete the requester's device and with it every token of the device."""
@@ -285,6 +408,11 @@ class AuthService:
             # the device was seen again meanwhile
             for key, value in items[done:]:
                 self._seen.setdefault(key, value)
+        if self._lock is not None and items:
+            active: dict[str, int] = {}
+            for (user_id, _), (ts, _) in items:
+                active[user_id] = max(ts, active.get(user_id, 0))
+            await self._lock.record_activity(active)
         return done
 
     async def run_last_seen_flusher(
@@ -300,6 +428,7 @@ class AuthService:
                 await trio.sleep(interval_s)
                 try:
                     await self.flush_last_seen()
+                    await self.prune_spent()
                 except Exception:
                     logger.exception("writing device last-seen times failed")
         finally:
@@ -308,3 +437,8 @@ class AuthService:
                     await self.flush_last_seen()
                 except Exception:
                     logger.exception("writing device last-seen times failed")
+
+
+def _check_device_id(device_id: str | None) -> None:
+    if device_id is not None and not 0 < len(device_id) <= _MAX_DEVICE_ID:
+        raise BadJson("device_id must be 1-255 characters")

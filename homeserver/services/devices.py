@@ -92,6 +92,7 @@ class DeviceService:
         if not device_ids:
             return []
         deleted, _position = await self._devices.delete_devices(user_id, device_ids)
-        # TODO(e2ee, to-device): delete the devices' keys and pending to-device messages, and
-        # wake /sync and the federation sender (m.device_list_update) at _position.
+        # The devices' E2EE keys and to-device queues went in the same transaction
+        # (storage/e2ee_cleanup.py); the store the app passes in wakes /sync after the commit
+        # (services/device_lists.py).
         return deleted

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +48,17 @@ from homeserver.storage.events import EventStore, NewEvent, RoomRow, StoredEvent
 _VERSION_CACHE_SIZE = 10_000
 _CREATE_ATTEMPTS = 5
 
-__all__ = ["CreatedEvent", "EventCreationService", "client_event", "room_id_of"]
+__all__ = [
+    "CreatedEvent",
+    "EventCreationService",
+    "StateContentCheck",
+    "client_event",
+    "room_id_of",
+]
+
+#: A check of a local state event's content before it is built: ``(room_id, content)``; raises
+#: a MatrixError to refuse it. Registered with :meth:`EventCreationService.add_state_check`.
+StateContentCheck = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +156,19 @@ class EventCreationService:
         self.locks = RoomLocks()
         # room versions never change: a bounded cache saves a read per event
         self._versions: dict[str, RoomVersion] = {}
+        self._state_checks: dict[str, StateContentCheck] = {}
+        self._listeners: list[Callable[[str, str, str], None]] = []
+
+    def add_event_listener(self, listener: Callable[[str, str, str], None]) -> None:
+        """Call ``listener(room_id, sender, event_type)`` after each new local event is
+        persisted (typing stops when its user sends). Must be cheap and must not raise."""
+        self._listeners.append(listener)
+
+    def add_state_check(self, event_type: str, check: StateContentCheck) -> None:
+        """Run ``check`` on the content of every local ``event_type`` state event (state key
+        ``""``) before it is built, e.g. the room directory's ``m.room.canonical_alias`` check
+        (spec: ``PUT /state`` → ``400 M_BAD_ALIAS``). Wired once in ``app.py``."""
+        self._state_checks[event_type] = check
 
     async def create_room_event(
         self,
@@ -217,6 +240,9 @@ class EventCreationService:
                 M_TOO_LARGE`` over 65,536 bytes; ``400 M_BAD_JSON`` for content that cannot be
                 an event.
         """
+        check = self._state_checks.get(event_type) if state_key == "" else None
+        if check is not None:
+            await check(room_id, content)  # e.g. canonical alias validation (room directory)
         async with self.locks.hold(room_id):
             room_version = await self._room_version(room_id)
             keys = auth_types_for_event(room_version, event_type, state_key, sender, content)
@@ -271,6 +297,8 @@ class EventCreationService:
         if not result.existing:
             concerned = [state_key] if event_type == "m.room.member" and state_key else []
             self._notifier.on_new_event(room_id, result.stream_ordering, concerned)
+            for listener in self._listeners:
+                listener(room_id, sender, event_type)
         return CreatedEvent(result.event_id, room_id, result.stream_ordering)
 
     async def _check_redaction(

@@ -139,19 +139,28 @@ class PhoneVerificationService:
         phone_number: str,
         send_attempt: int,
         client_ip: str,
+        for_login: bool = False,
     ) -> RequestTokenAnswer:
         """Send a code to the number unless this is a retry of an earlier request.
 
+        Args:
+            for_login: the code is for logging in (``m.login.msisdn``): the number must belong
+                to an account; otherwise (sign-up, adding a number) it must not.
+
         Raises:
             MatrixError: ``M_INVALID_PARAM`` (client secret, number), ``M_THREEPID_DENIED``,
-                ``M_THREEPID_IN_USE``, ``M_LIMIT_EXCEEDED``, ``M_UNKNOWN`` (SMS not sent).
+                ``M_THREEPID_IN_USE``, ``M_THREEPID_NOT_FOUND`` (login, no such account),
+                ``M_LIMIT_EXCEEDED``, ``M_UNKNOWN`` (SMS not sent).
         """
         if not self._cfg.enabled:
             raise MatrixError(400, Codes.THREEPID_DENIED, "Phone verification is not enabled")
         if not _CLIENT_SECRET_RE.match(client_secret):
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid client_secret")
         e164 = self.check_number(country, phone_number)
-        if await self._users.get_user_by_phone(e164) is not None:
+        bound = await self._users.get_user_by_phone(e164)
+        if for_login and bound is None:
+            raise MatrixError(400, Codes.THREEPID_NOT_FOUND, "No account has this phone number")
+        if not for_login and bound is not None:
             raise ThreepidInUse()
         now = self._clock.time_ms()
         existing = await self._store.find(MEDIUM, e164, client_secret)

@@ -19,7 +19,8 @@ Spec: client-server-api/_index.md › Profiles, and ``data/api/client-server/pro
 
 Changes are announced to :class:`ProfileListener` s after they commit. The spec wants a
 display name or avatar change propagated as a new ``m.room.member`` event in every joined room
-(and a presence update); the rooms service will subscribe here when it lands.
+(and a presence update): :class:`~homeserver.services.profile_propagation.ProfilePropagator`
+is the rooms listener.
 """
 
 from __future__ import annotations
@@ -248,8 +249,8 @@ class ProfileService:
             await self._announce(user_id, key, None)
 
     async def _announce(self, user_id: str, key: str, value: Any | None) -> None:
-        # HOOK: rooms subscribe here to send a new m.room.member event with the new
-        # displayname/avatar_url into every room the user has joined (spec: Profiles › Events on
-        # Change of Profile Information), and presence to push an m.presence update.
+        # Rooms (ProfilePropagator) queue a new m.room.member event with the new
+        # displayname/avatar_url for every joined room (spec: Profiles › Events on Change of
+        # Profile Information); presence pushes an m.presence update.
         for listener in self._listeners:
             await listener.profile_changed(user_id, key, value)

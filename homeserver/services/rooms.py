@@ -1,38 +1,65 @@
-"""Rooms: creation with presets, membership of local users, state and history reads.
+"""Rooms: creation with presets and the membership of local users.
 
 Spec: client-server-api/_index.md › Room creation (``POST /createRoom``: the events a server
-sends, in order), › Room membership, › Room events; ``create_room.yaml``.
+sends, in order), › Room membership (joining, knocking, restricted rooms, leaving, forgetting),
+› Room events; ``create_room.yaml``, ``joining.yaml``, ``knocking.yaml``, ``leaving.yaml``.
 
 Every write goes through :class:`~homeserver.services.events.EventCreationService`, so the
 auth rules (power levels, bans, join rules) decide what is allowed; this module only chooses
-the events. Reads require the requester to be joined to the room, or the room to be
-``world_readable``. TODO(issue 6): full history visibility (``shared``/``invited``/``joined``
-for users who have left: events up to their leave), which the ``/messages`` and
-``/event`` paths will filter per event.
+the events (and, for restricted joins, the authorising user). Reads live in
+:class:`~homeserver.services.room_history.RoomHistory` (``RoomService.history``), each through
+the history-visibility rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from federation.core.errors import InvalidIdentifier, UnsupportedRoomVersion
 from federation.core.events import StateKey
-from federation.core.ids import parse_user_id
+from federation.core.ids import parse_room_alias, parse_room_id, parse_user_id
+from federation.core.power_levels import get_named_level, get_power_level
 from federation.core.room_versions import RoomVersion, get_room_version
+from homeserver.clock import Clock
 from homeserver.errors import Codes, Forbidden, InvalidParam, MatrixError, NotFound
-from homeserver.services.events import CreatedEvent, EventCreationService, client_event
+from homeserver.services.events import CreatedEvent, EventCreationService
 from homeserver.services.requester import Requester
+from homeserver.services.room_history import RoomHistory
+from homeserver.services.visibility import HistoryVisibility
 from homeserver.storage.events import EventStore, StoredEvent, TxnKey
 
-__all__ = ["CreateRoomRequest", "MessagesPage", "RoomService", "StateEventSpec"]
+__all__ = [
+    "CreateRoomRequest",
+    "RoomAliases",
+    "RoomService",
+    "StateEventSpec",
+]
 
 Preset = Literal["private_chat", "trusted_private_chat", "public_chat"]
 PRESETS: tuple[str, ...] = ("private_chat", "trusted_private_chat", "public_chat")
 
-_END = (2**62, 2**62)
-_MAX_LIMIT = 1000
+
+class RoomAliases(Protocol):
+    """The room directory's aliases, as room creation and joins need them (the directory
+    service implements it)."""
+
+    async def resolve_alias(self, alias: str) -> tuple[str, list[str]] | None:
+        """The room ID and servers of ``alias``, or None if it is unknown."""
+        ...
+
+    async def create_alias(self, alias: str, room_id: str, creator: str) -> None:
+        """Map ``alias`` to ``room_id`` (``creator`` owns the mapping)."""
+        ...
+
+    async def alias_available(self, alias: str) -> bool:
+        """True if ``alias`` is not taken."""
+        ...
+
+    async def set_room_visibility(self, room_id: str, public: bool) -> None:
+        """Publish the room in (or withdraw it from) the room directory."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +75,7 @@ class CreateRoomRequest:
 
     preset: Preset | None = None
     visibility: Literal["public", "private"] = "private"
+    room_alias_name: str | None = None
     name: str | None = None
     topic: str | None = None
     invite: Sequence[str] = ()
@@ -58,30 +86,11 @@ class CreateRoomRequest:
     room_version: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MessagesPage:
-    chunk: list[dict[str, Any]]
-    start: str
-    end: str | None
-
-
-def _token(stored: StoredEvent) -> str:
-    return f"t{stored.depth}_{stored.stream_ordering}"
-
-
-def parse_topo_token(token: str) -> tuple[int, int]:
-    """``t<depth>_<stream>`` → (depth, stream).
-
-    Raises:
-        InvalidParam: not such a token.
-    """
-    try:
-        if not token.startswith("t"):
-            raise ValueError(token)
-        depth, stream = token[1:].split("_", 1)
-        return int(depth), int(stream)
-    except ValueError:
-        raise InvalidParam(f"Invalid pagination token {token!r}") from None
+def _membership_of(stored: StoredEvent | None) -> str | None:
+    if stored is None:
+        return None
+    value = stored.event.content.get("membership")
+    return value if isinstance(value, str) else None
 
 
 class RoomService:
@@ -90,8 +99,12 @@ class RoomService:
     Args:
         events: the event store (reads).
         creator: the event creation path (writes).
+        visibility: the history-visibility rule (every read).
+        clock: for ``unsigned.age`` and forget times.
         server_name: our server name.
         default_room_version: ``config.default_room_version``.
+        aliases: the room directory's aliases (``room_alias_name``, joins by alias,
+            ``visibility: public``); without it those answer ``M_UNRECOGNIZED``/``M_NOT_FOUND``.
     """
 
     def __init__(
@@ -99,13 +112,31 @@ class RoomService:
         events: EventStore,
         creator: EventCreationService,
         *,
+        visibility: HistoryVisibility,
+        clock: Clock,
         server_name: str,
         default_room_version: str,
+        aliases: RoomAliases | None = None,
     ) -> None:
         self._events = events
         self._creator = creator
+        self._visibility = visibility
+        self._clock = clock
         self._server_name = server_name
         self._default_version = default_room_version
+        self._aliases = aliases
+        self.history = RoomHistory(events, visibility, clock)
+        """The reads (state, members, history), each through the history-visibility rule."""
+
+    @property
+    def visibility(self) -> HistoryVisibility:
+        """The history-visibility rule every read applies (``/sync`` uses it too)."""
+        return self._visibility
+
+    @property
+    def creator(self) -> EventCreationService:
+        """The event creation path (its per-room locks serialise every write into a room)."""
+        return self._creator
 
     # --- creation -------------------------------------------------------------------------------
 
@@ -113,8 +144,9 @@ class RoomService:
         """Create a room as the spec orders its events; return the room ID.
 
         Raises:
-            MatrixError: ``M_UNSUPPORTED_ROOM_VERSION``, ``M_INVALID_PARAM`` (bad invitee),
-                ``M_FORBIDDEN`` (e.g. an override the auth rules reject).
+            MatrixError: ``M_UNSUPPORTED_ROOM_VERSION``, ``M_INVALID_PARAM`` (bad invitee or
+                alias), ``M_ROOM_IN_USE`` (the alias is taken: checked before anything is
+                created), ``M_FORBIDDEN`` (e.g. an override the auth rules reject).
         """
         try:
             room_version = get_room_version(req.room_version or self._default_version)
@@ -127,6 +159,7 @@ class RoomService:
                 parse_user_id(user_id)
             except InvalidIdentifier:
                 raise InvalidParam(f"Invalid user ID to invite: {user_id!r}") from None
+        alias = await self._check_new_alias(req.room_alias_name)
         sender = requester.user_id
         preset = req.preset or ("public_chat" if req.visibility == "public" else "private_chat")
         invitees = [u for u in dict.fromkeys(req.invite) if u != sender]
@@ -157,6 +190,9 @@ class RoomService:
         if req.power_level_content_override:
             power.update(req.power_level_content_override)
         await state("m.room.power_levels", power)
+        if alias is not None and self._aliases is not None:
+            await self._aliases.create_alias(alias, room_id, sender)
+            await state("m.room.canonical_alias", {"alias": alias})
         initial: dict[StateKey, Mapping[str, Any]] = {
             (s.type, s.state_key): s.content for s in req.initial_state
         }
@@ -182,9 +218,170 @@ class RoomService:
             if req.is_direct:
                 invite["is_direct"] = True
             await state("m.room.member", invite, user_id)
+        if req.visibility == "public" and self._aliases is not None:
+            await self._aliases.set_room_visibility(room_id, True)
         return room_id
 
+    async def _check_new_alias(self, localpart: str | None) -> str | None:
+        """The full alias for ``room_alias_name``, checked to be free (before the room exists).
+
+        Raises:
+            MatrixError: ``M_UNRECOGNIZED`` without an alias directory, ``M_INVALID_PARAM`` for
+                a bad local part, ``M_ROOM_IN_USE`` when the alias is taken.
+        """
+        if localpart is None:
+            return None
+        if self._aliases is None:
+            raise MatrixError(400, Codes.UNRECOGNIZED, "Room aliases are not supported")
+        alias = f"#{localpart}:{self._server_name}"
+        if not localpart or any(c in localpart for c in ":# \t\n") or len(alias.encode()) > 255:
+            raise InvalidParam(f"Invalid room_alias_name {localpart!r}")
+        try:
+            parse_room_alias(alias)
+        except InvalidIdentifier:
+            raise InvalidParam(f"Invalid room_alias_name {localpart!r}") from None
+        if not await self._aliases.alias_available(alias):
+            raise MatrixError(400, Codes.ROOM_IN_USE, f"Room alias {alias} is already taken")
+        return alias
+
     # --- membership and sending -----------------------------------------------------------------
+
+    async def resolve_room(self, room_id_or_alias: str) -> str:
+        """The room ID of a room ID or alias of a room this server is in.
+
+        Raises:
+            InvalidParam: neither a room ID nor an alias.
+            NotFound: an unknown alias, or a room this server is not in (joining over
+                federation is not supported yet, so ``via`` cannot help).
+        """
+        if room_id_or_alias.startswith("#"):
+            try:
+                parse_room_alias(room_id_or_alias)
+            except InvalidIdentifier:
+                raise InvalidParam(f"Invalid room alias {room_id_or_alias!r}") from None
+            found = None
+            if self._aliases is not None:
+                found = await self._aliases.resolve_alias(room_id_or_alias)
+            if found is None:
+                raise NotFound(f"Room alias {room_id_or_alias} not found")
+            room_id = found[0]
+        else:
+            room_id = check_room_id(room_id_or_alias)
+        if await self._events.get_room(room_id) is None:
+            raise NotFound("No known servers for this room (remote joins are not supported yet)")
+        return room_id
+
+    async def join(
+        self, requester: Requester, room_id_or_alias: str, *, reason: str | None = None
+    ) -> str:
+        """Join a room by ID or alias; return its ID. Restricted rooms (v8+) pick a local user
+        who may invite as ``join_authorised_via_users_server``.
+
+        Raises:
+            NotFound: unknown alias or room.
+            Forbidden: the join rules or a ban say no; a restricted room's conditions fail.
+            MatrixError: ``M_UNABLE_TO_AUTHORISE_JOIN`` (none of the allowed rooms is known
+                here), ``M_UNABLE_TO_GRANT_JOIN`` (no local user may authorise the join).
+        """
+        room_id = await self.resolve_room(room_id_or_alias)
+        content: dict[str, Any] = {"membership": "join"}
+        if reason is not None:
+            content["reason"] = reason
+        authoriser = await self._restricted_join_authoriser(room_id, requester.user_id)
+        if authoriser is not None:
+            content["join_authorised_via_users_server"] = authoriser
+        await self._creator.create_event(
+            room_id,
+            sender=requester.user_id,
+            event_type="m.room.member",
+            content=content,
+            state_key=requester.user_id,
+        )
+        return room_id
+
+    async def _restricted_join_authoriser(self, room_id: str, user_id: str) -> str | None:
+        """Spec: client-server › Restricted rooms; server-server › Restricted rooms."""
+        room = await self._events.get_room(room_id)
+        if room is None:
+            return None
+        version = get_room_version(room.room_version)
+        rules = await self._events.get_current_state_event(room_id, "m.room.join_rules", "")
+        join_rule = rules.event.content.get("join_rule") if rules is not None else None
+        restricted = (version.restricted_join_rule and join_rule == "restricted") or (
+            version.knock_restricted_join_rule and join_rule == "knock_restricted"
+        )
+        if not restricted or rules is None:
+            return None
+        current = await self._events.get_current_state_event(room_id, "m.room.member", user_id)
+        if _membership_of(current) in ("invite", "join"):
+            return None  # an invite (or being in the room) needs no authorisation
+        allow = rules.event.content.get("allow")
+        allowed_rooms = [
+            c["room_id"]
+            for c in (allow if isinstance(allow, list) else [])
+            if isinstance(c, dict)
+            and c.get("type") == "m.room_membership"
+            and isinstance(c.get("room_id"), str)
+        ]
+        satisfied = False
+        known = False
+        for other in allowed_rooms:
+            if await self._events.get_room(other) is None:
+                continue
+            known = True
+            member = await self._events.get_current_state_event(other, "m.room.member", user_id)
+            if _membership_of(member) == "join":
+                satisfied = True
+                break
+        if not satisfied:
+            if allowed_rooms and not known:
+                raise MatrixError(
+                    400,
+                    Codes.UNABLE_TO_AUTHORISE_JOIN,
+                    "This server cannot check membership of any room that allows joining",
+                )
+            raise Forbidden("You do not belong to any of the rooms required to join this room")
+        state = {
+            k: s.event for k, s in (await self._events.get_current_state_events(room_id)).items()
+        }
+        invite_level = get_named_level(version, state, "invite")
+        candidates: list[tuple[float, str]] = []
+        for (event_type, member_id), event in state.items():
+            if event_type != "m.room.member" or event.content.get("membership") != "join":
+                continue
+            if not member_id.endswith(":" + self._server_name):
+                continue
+            level = get_power_level(version, state, member_id)
+            if level >= invite_level:
+                candidates.append((-level, member_id))
+        if not candidates:
+            raise MatrixError(
+                400, Codes.UNABLE_TO_GRANT_JOIN, "No user on this server can authorise the join"
+            )
+        return min(candidates)[1]
+
+    async def knock(
+        self, requester: Requester, room_id_or_alias: str, *, reason: str | None = None
+    ) -> str:
+        """Knock on a room (v7+, join rule ``knock`` or v10+ ``knock_restricted``).
+
+        Raises:
+            NotFound: unknown alias or room.
+            Forbidden: the room version or join rule does not allow knocking, or the user is
+                already in the room, invited or banned.
+        """
+        room_id = await self.resolve_room(room_id_or_alias)
+        content: dict[str, Any] = {"membership": "knock"}
+        if reason is not None:
+            content["reason"] = reason
+        await self._creator.create_event(
+            room_id,
+            sender=requester.user_id,
+            event_type="m.room.member",
+            content=content,
+            state_key=requester.user_id,
+        )
+        return room_id
 
     async def set_membership(
         self,
@@ -196,20 +393,25 @@ class RoomService:
         reason: str | None = None,
         require_current: str | None = None,
     ) -> CreatedEvent:
-        """Send ``target``'s member event as ``requester`` (join, invite, leave/kick/unban, ban).
+        """Send ``target``'s member event as ``requester`` (invite, leave/kick/unban, ban).
 
         Args:
             require_current: only if the target's membership is this now (unban: ``"ban"``).
 
         Raises:
+            InvalidParam: ``target`` is not a user ID.
             NotFound: the room is unknown here (joins over federation come later).
             Forbidden: the auth rules or ``require_current`` say no.
         """
+        try:
+            parse_user_id(target)
+        except InvalidIdentifier:
+            raise InvalidParam(f"Invalid user ID {target!r}") from None
         if await self._events.get_room(room_id) is None:
             raise NotFound("Unknown room (joining remote rooms is not supported yet)")
         if require_current is not None:
-            current = await self._membership(room_id, target)
-            if current != require_current:
+            current = await self._events.get_current_state_event(room_id, "m.room.member", target)
+            if _membership_of(current) != require_current:
                 raise Forbidden(f"{target} is not {require_current} in the room")
         content: dict[str, Any] = {"membership": membership}
         if reason is not None:
@@ -220,6 +422,22 @@ class RoomService:
             event_type="m.room.member",
             content=content,
             state_key=target,
+        )
+
+    async def forget(self, requester: Requester, room_id: str) -> None:
+        """Forget a room the user has left (or was banned from).
+
+        Raises:
+            MatrixError: ``400 M_UNKNOWN`` while joined, invited or knocking.
+            NotFound: the user never had a membership in the room.
+        """
+        access = await self._visibility.get_access(room_id, requester.user_id)
+        if access.membership is None or access.member_event_id is None:
+            raise NotFound("You are not a member of this room")
+        if access.membership not in ("leave", "ban"):
+            raise MatrixError(400, Codes.UNKNOWN, f"User {requester.user_id} is in room {room_id}")
+        await self._visibility.forget(
+            requester.user_id, room_id, access.member_event_id, self._clock.time_ms()
         )
 
     async def send(
@@ -237,16 +455,18 @@ class RoomService:
         if txn_id is not None:
             device = requester.device_id or ""
             txn = TxnKey(requester.user_id, device, room_id, txn_id)
-        if await self._events.get_room(room_id) is None:
-            raise Forbidden("You are not in this room")  # do not reveal whether it exists
-        return await self._creator.create_event(
-            room_id,
-            sender=requester.user_id,
-            event_type=event_type,
-            content=content,
-            state_key=state_key,
-            txn=txn,
-        )
+        try:
+            return await self._creator.create_event(
+                room_id,
+                sender=requester.user_id,
+                event_type=event_type,
+                content=content,
+                state_key=state_key,
+                txn=txn,
+            )
+        except NotFound:
+            # the only NotFound of a send is an unknown room: do not reveal whether it exists
+            raise Forbidden("You are not in this room") from None
 
     async def redact(
         self,
@@ -271,85 +491,56 @@ class RoomService:
             redacts=event_id,
         )
 
-    # --- reads ----------------------------------------------------------------------------------
+    # --- profile changes ------------------------------------------------------------------------
 
-    async def _membership(self, room_id: str, user_id: str) -> str | None:
-        event = await self._events.get_current_state_event(room_id, "m.room.member", user_id)
-        if event is None:
-            return None
-        value = event.event.content.get("membership")
-        return value if isinstance(value, str) else None
+    async def update_member_profile(self, user_id: str, field: str, value: Any | None) -> int:
+        """Send a new ``m.room.member`` (join) event with ``field`` (``displayname`` or
+        ``avatar_url``) set to ``value`` (None: removed) into every room ``user_id`` has
+        joined; return how many rooms were updated. A room that refuses is skipped.
 
-    async def _require_reader(self, requester: Requester, room_id: str) -> None:
-        if await self._membership(room_id, requester.user_id) == "join":
-            return
-        hv = await self._events.get_current_state_event(room_id, "m.room.history_visibility", "")
-        if hv is not None and hv.event.content.get("history_visibility") == "world_readable":
-            return
-        raise Forbidden("You are not in this room")
-
-    async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
-        await self._require_reader(requester, room_id)
-        stored = await self._events.get_event(event_id)
-        if stored is None or stored.outlier or client_event(stored)["room_id"] != room_id:
-            raise NotFound("Event not found")
-        return client_event(stored)
-
-    async def get_state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
-        await self._require_reader(requester, room_id)
-        state = await self._events.get_current_state_events(room_id)
-        return [client_event(s) for _, s in sorted(state.items())]
-
-    async def get_state_event(
-        self, requester: Requester, room_id: str, event_type: str, state_key: str
-    ) -> StoredEvent:
-        await self._require_reader(requester, room_id)
-        stored = await self._events.get_current_state_event(room_id, event_type, state_key)
-        if stored is None:
-            raise NotFound("Event not found")
-        return stored
-
-    async def joined_rooms(self, requester: Requester) -> list[str]:
-        return await self._events.rooms_for_user(requester.user_id, "join")
-
-    async def members(
-        self, requester: Requester, room_id: str, *, joined_only: bool = False
-    ) -> list[StoredEvent]:
-        await self._require_reader(requester, room_id)
-        rows = await self._events.get_members(room_id)
-        ids = [e for _, m, e in rows if not joined_only or m == "join"]
-        found = await self._events.get_events(ids)
-        return [found[e] for e in ids if e in found]
-
-    async def messages(
-        self,
-        requester: Requester,
-        room_id: str,
-        *,
-        direction: Literal["b", "f"],
-        from_token: str | None,
-        to_token: str | None,
-        limit: int,
-    ) -> MessagesPage:
-        """A page of the room's timeline in topological order (``b``: newest first)."""
-        await self._require_reader(requester, room_id)
-        limit = max(1, min(limit, _MAX_LIMIT))
-        if from_token is not None:
-            start = parse_topo_token(from_token)
-        else:
-            start = _END if direction == "b" else (0, 0)
-        stop = parse_topo_token(to_token) if to_token is not None else None
-        page = await self._events.paginate(room_id, start, direction, limit)
-        if stop is not None:
-            if direction == "b":
-                page = [e for e in page if (e.depth, e.stream_ordering) > stop]
+        Spec: client-server › Profiles › "Events on Change of Profile Information".
+        """
+        updated = 0
+        for room_id in await self._events.rooms_for_user(user_id, "join"):
+            current = await self._events.get_current_state_event(room_id, "m.room.member", user_id)
+            if current is None or _membership_of(current) != "join":
+                continue
+            content = dict(current.event.content)
+            content.pop("join_authorised_via_users_server", None)
+            content.pop("reason", None)
+            if value is None:
+                if field not in content:
+                    continue
+                content.pop(field)
+            elif content.get(field) == value:
+                continue
             else:
-                page = [e for e in page if (e.depth, e.stream_ordering) <= stop]
-        start_token = from_token or (
-            f"t{start[0]}_{start[1]}" if direction == "f" else "t" + "_".join(map(str, _END))
-        )
-        end = _token(page[-1]) if len(page) == limit else None
-        return MessagesPage([client_event(e) for e in page], start_token, end)
+                content[field] = value
+            try:
+                await self._creator.create_event(
+                    room_id,
+                    sender=user_id,
+                    event_type="m.room.member",
+                    content=content,
+                    state_key=user_id,
+                )
+            except MatrixError:
+                continue
+            updated += 1
+        return updated
+
+
+def check_room_id(value: str) -> str:
+    """``value`` if it is a room ID.
+
+    Raises:
+        InvalidParam: it is not.
+    """
+    try:
+        parse_room_id(value)
+    except InvalidIdentifier:
+        raise InvalidParam(f"Invalid room ID {value!r}") from None
+    return value
 
 
 def _power_levels(

@@ -31,17 +31,30 @@ from homeserver.storage.db import (
     UnitOfWorkError,
 )
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.e2ee_keys import E2eeKeyStore  # e2ee (0006)
 from homeserver.storage.events import EventStore  # rooms (0004)
+from homeserver.storage.filters import FilterStore  # filters (0007)
+from homeserver.storage.key_backup import KeyBackupStore  # e2ee (0006)
+from homeserver.storage.media import MediaStore  # media (0005)
 from homeserver.storage.migrate import SchemaOutOfDate, check_schema, migrate
 from homeserver.storage.openid import OpenIdTokenStore
+from homeserver.storage.presence import PresenceStore  # receipts_presence (0008)
 from homeserver.storage.profile import ProfileStore
+from homeserver.storage.receipts import ReceiptStore  # receipts_presence (0008)
+from homeserver.storage.registration_lock import RegistrationLockStore  # registration_lock (0011)
 from homeserver.storage.registration_tokens import (
     RegistrationTokenExists,
     RegistrationTokenRow,
     RegistrationTokenStore,
 )
+from homeserver.storage.room_access import RoomAccessStore  # rooms_access (0010)
+from homeserver.storage.room_aliases import RoomAliasStore  # room_directory (0009)
+from homeserver.storage.room_directory import RoomDirectoryStore  # room_directory (0009)
+from homeserver.storage.spent_credentials import SpentCredentialStore  # registration_lock (0011)
 from homeserver.storage.stream_ids import StreamIdGenerator
+from homeserver.storage.sync import SyncStore  # sync (0012)
 from homeserver.storage.threepids import ThreepidSessionRow, ThreepidStore
+from homeserver.storage.to_device import ToDeviceStore  # e2ee (0006)
 from homeserver.storage.tokens import TokenStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.user_directory import UserDirectoryStore
@@ -52,6 +65,7 @@ __all__ = [
     "Database",
     "DatabaseUnavailable",
     "EventStore",
+    "FilterStore",
     "ForeignKeyViolation",
     "IntegrityError",
     "Params",
@@ -66,6 +80,7 @@ __all__ = [
     "StorageError",
     "Stores",
     "StreamIdGenerator",
+    "SyncStore",
     "ThreepidSessionRow",
     "ThreepidStore",
     "TokenStore",
@@ -102,13 +117,26 @@ class Stores:
     # --- rooms (0004)
     events: EventStore
     # --- media (0005)
+    media: MediaStore
     # --- e2ee (0006)
+    e2ee_keys: E2eeKeyStore
+    key_backup: KeyBackupStore
+    to_device: ToDeviceStore
     # --- filters (0007)
+    filters: FilterStore
     # --- receipts_presence (0008)
+    receipts: ReceiptStore
+    presence: PresenceStore
     # --- room_directory (0009)
+    room_aliases: RoomAliasStore
+    room_directory: RoomDirectoryStore
     # --- rooms_access (0010)
+    room_access: RoomAccessStore
     # --- registration_lock (0011)
+    registration_locks: RegistrationLockStore
+    spent_credentials: SpentCredentialStore
     # --- sync (0012)
+    sync: SyncStore
 
 
 def open_stores(db: Database) -> Stores:
@@ -130,11 +158,24 @@ def open_stores(db: Database) -> Stores:
         # --- rooms (0004)
         events=EventStore(db),
         # --- media (0005)
+        media=MediaStore(db),
         # --- e2ee (0006)
+        e2ee_keys=E2eeKeyStore(db),
+        key_backup=KeyBackupStore(db),
+        to_device=ToDeviceStore(db),
         # --- filters (0007)
+        filters=FilterStore(db),
         # --- receipts_presence (0008)
+        receipts=ReceiptStore(db),
+        presence=PresenceStore(db),
         # --- room_directory (0009)
+        room_aliases=RoomAliasStore(db),
+        room_directory=RoomDirectoryStore(db),
         # --- rooms_access (0010)
+        room_access=RoomAccessStore(db),
         # --- registration_lock (0011)
+        registration_locks=RegistrationLockStore(db),
+        spent_credentials=SpentCredentialStore(db),
         # --- sync (0012)
+        sync=SyncStore(db),
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 
 from homeserver.storage.db import Conn, Database, Row, UniqueViolation
+from homeserver.storage.e2ee_cleanup import delete_device_e2ee_data
 from homeserver.storage.schema import access_tokens, device_list_changes, devices, refresh_tokens
 from homeserver.storage.stream_ids import next_positions
 from homeserver.streams import StreamName
@@ -216,6 +217,7 @@ class DeviceStore:
                 await conn.execute(_DELETE_REFRESH, params)
                 if await conn.execute(_DELETE, params):
                     deleted.append(device_id)
+                    await delete_device_e2ee_data(conn, user_id, device_id)  # e2ee (issue 8)
             if not deleted:
                 return deleted, None
             return deleted, await _record_changes(conn, user_id, deleted)

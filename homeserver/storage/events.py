@@ -226,11 +226,6 @@ _CLEAR_CURRENT = delete(current_state).where(current_state.c.room_id == bindpara
 _CURRENT_IDS = select(
     current_state.c.type, current_state.c.state_key, current_state.c.event_id
 ).where(current_state.c.room_id == bindparam("room_id"))
-_CURRENT_ONE = select(current_state.c.event_id).where(
-    current_state.c.room_id == bindparam("room_id"),
-    current_state.c.type == bindparam("type"),
-    current_state.c.state_key == bindparam("state_key"),
-)
 _ROOMS_FOR_USER = (
     select(current_state.c.room_id)
     .where(
@@ -278,6 +273,16 @@ _MARK_REDACTED = (
     .where(events.c.event_id == bindparam("event_id"), events.c.room_id == bindparam("room_id"))
     .values(redacted=True)
 )
+# one current state event, with the event, in one statement (the creation path's hot read)
+_CURRENT_EVENT_ONE = (
+    select(*_EVENT_COLUMNS)
+    .select_from(_EVENTS_JOIN.join(current_state, current_state.c.event_id == events.c.event_id))
+    .where(
+        current_state.c.room_id == bindparam("room_id"),
+        current_state.c.type == bindparam("type"),
+        current_state.c.state_key == bindparam("state_key"),
+    )
+)
 _STATE_GROUP_OF = select(events.c.state_group).where(events.c.event_id == bindparam("event_id"))
 _CURRENT_EVENTS = (
     select(*_EVENT_COLUMNS)
@@ -308,6 +313,48 @@ _PAGE_FORWARD = (
     )
     .order_by(events.c.depth, events.c.stream_ordering)
     .limit(bindparam("limit", type_=BigInteger))
+)
+_TS = bindparam("ts", type_=BigInteger)
+# timestamp_to_event: the nearest events at or after (f) / at or before (b) a time
+_AT_OR_AFTER_TS = (
+    select(*_EVENT_COLUMNS)
+    .select_from(_EVENTS_JOIN)
+    .where(
+        events.c.room_id == bindparam("room_id"),
+        events.c.outlier.is_(False),
+        events.c.origin_server_ts >= _TS,
+    )
+    .order_by(events.c.origin_server_ts, events.c.stream_ordering)
+    .limit(bindparam("limit", type_=BigInteger))
+    .offset(bindparam("offset", type_=BigInteger))
+)
+_AT_OR_BEFORE_TS = (
+    select(*_EVENT_COLUMNS)
+    .select_from(_EVENTS_JOIN)
+    .where(
+        events.c.room_id == bindparam("room_id"),
+        events.c.outlier.is_(False),
+        events.c.origin_server_ts <= _TS,
+    )
+    .order_by(events.c.origin_server_ts.desc(), events.c.stream_ordering.desc())
+    .limit(bindparam("limit", type_=BigInteger))
+    .offset(bindparam("offset", type_=BigInteger))
+)
+_LAST_AT_STREAM = (
+    select(*_EVENT_COLUMNS)
+    .select_from(_EVENTS_JOIN)
+    .where(
+        events.c.room_id == bindparam("room_id"),
+        events.c.outlier.is_(False),
+        events.c.stream_ordering <= _S,
+    )
+    .order_by(events.c.stream_ordering.desc())
+    .limit(1)
+)
+_TXN_OF_EVENT = select(event_txn_ids.c.txn_id).where(
+    event_txn_ids.c.event_id == bindparam("event_id"),
+    event_txn_ids.c.user_id == bindparam("user_id"),
+    event_txn_ids.c.device_id == bindparam("device_id"),
 )
 # The auth chain of one event (the event itself is not in it).
 _AUTH_CHAIN = text(
@@ -558,13 +605,11 @@ class EventStore:
             rows = await conn.fetch_all(_GET_EXTREMITIES, {"room_id": room_id})
             found: dict[StateKey, StoredEvent] = {}
             for t, k in wanted:
-                event_id = await conn.fetch_val(
-                    _CURRENT_ONE, {"room_id": room_id, "type": t, "state_key": k}
+                row = await conn.fetch_one(
+                    _CURRENT_EVENT_ONE, {"room_id": room_id, "type": t, "state_key": k}
                 )
-                if event_id is not None:
-                    row = await conn.fetch_one(_GET_EVENT, {"event_id": event_id})
-                    if row is not None:
-                        found[(t, k)] = _stored(row)
+                if row is not None:
+                    found[(t, k)] = _stored(row)
             return CreationContext(
                 None if room_row is None else RoomRow(*room_row),
                 [Extremity(r[0], int(r[1]), r[2]) for r in rows],
@@ -626,12 +671,10 @@ class EventStore:
         self, room_id: str, event_type: str, state_key: str
     ) -> StoredEvent | None:
         async def work(conn: Conn) -> Row | None:
-            event_id = await conn.fetch_val(
-                _CURRENT_ONE, {"room_id": room_id, "type": event_type, "state_key": state_key}
+            return await conn.fetch_one(
+                _CURRENT_EVENT_ONE,
+                {"room_id": room_id, "type": event_type, "state_key": state_key},
             )
-            if event_id is None:
-                return None
-            return await conn.fetch_one(_GET_EVENT, {"event_id": event_id})
 
         row = await self._db.read(work, name="get_current_state_event")
         return None if row is None else _stored(row)
@@ -705,6 +748,82 @@ class EventStore:
         rows = await self._db.read(work, name="get_members")
         return [(r[0], r[1] or "", r[2]) for r in rows]
 
+    async def get_state_events_after(self, event_id: str) -> dict[StateKey, StoredEvent] | None:
+        """The room state after ``event_id`` as events (None: unknown event or an outlier)."""
+
+        async def work(conn: Conn) -> list[Row] | None:
+            group = await conn.fetch_val(_STATE_GROUP_OF, {"event_id": event_id})
+            if group is None:
+                return None
+            rows = []
+            for state_id in (await _group_state(conn, int(group))).values():
+                row = await conn.fetch_one(_GET_EVENT, {"event_id": state_id})
+                if row is not None:
+                    rows.append(row)
+            return rows
+
+        rows = await self._db.read(work, name="get_state_events_after")
+        if rows is None:
+            return None
+        out: dict[StateKey, StoredEvent] = {}
+        for row in rows:
+            stored = _stored(row)
+            key = stored.event.state_tuple
+            if key is not None:
+                out[key] = stored
+        return out
+
+    async def events_near_timestamp(
+        self,
+        room_id: str,
+        ts: int,
+        direction: Literal["b", "f"],
+        *,
+        limit: int,
+        offset: int = 0,
+    ) -> list[StoredEvent]:
+        """Events of ``room_id`` at or after ``ts`` (``f``, oldest first) or at or before it
+        (``b``, newest first), skipping ``offset`` of them."""
+        stmt = _AT_OR_AFTER_TS if direction == "f" else _AT_OR_BEFORE_TS
+
+        async def work(conn: Conn) -> list[Row]:
+            return await conn.fetch_all(
+                stmt, {"room_id": room_id, "ts": ts, "limit": limit, "offset": offset}
+            )
+
+        return [_stored(r) for r in await self._db.read(work, name="events_near_timestamp")]
+
+    async def last_event_at_stream(self, room_id: str, stream: int) -> StoredEvent | None:
+        """The newest event of ``room_id`` at or below stream position ``stream``."""
+
+        async def work(conn: Conn) -> Row | None:
+            return await conn.fetch_one(_LAST_AT_STREAM, {"room_id": room_id, "stream": stream})
+
+        row = await self._db.read(work, name="last_event_at_stream")
+        return None if row is None else _stored(row)
+
+    async def get_transaction_ids(
+        self, user_id: str, device_id: str, event_ids: Iterable[str]
+    ) -> dict[str, str]:
+        """The transaction IDs with which ``device_id`` of ``user_id`` sent ``event_ids``
+        (only the events it sent; the stored form, e.g. ``redact/<txnId>``)."""
+        ids = list(dict.fromkeys(event_ids))
+
+        async def work(conn: Conn) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for event_id in ids:
+                txn = await conn.fetch_val(
+                    _TXN_OF_EVENT,
+                    {"event_id": event_id, "user_id": user_id, "device_id": device_id},
+                )
+                if txn is not None:
+                    out[event_id] = str(txn)
+            return out
+
+        if not ids:
+            return {}
+        return await self._db.read(work, name="get_transaction_ids")
+
     async def count_state_rows(self) -> int:
         """Rows in ``state_group_entries`` (for tests and metrics)."""
 
@@ -738,3 +857,21 @@ def _room_params(room: RoomRow) -> dict[str, object]:
         "is_public": room.is_public,
         "created_ts": room.created_ts,
     }
+
+
+# --- read helpers for other read-only stores (storage/sync.py) ----------------------------------
+
+#: Decode a row selected with :func:`event_columns` into a :class:`StoredEvent`.
+decode_event_row = _stored
+#: The ``(type, state_key) → event_id`` map of a state group, in the caller's unit of work.
+read_group_state = _group_state
+
+
+def event_columns() -> tuple[Any, ...]:
+    """The columns :func:`decode_event_row` decodes (select them from :func:`events_join`)."""
+    return _EVENT_COLUMNS
+
+
+def events_join() -> Any:
+    """``events`` joined to ``rooms`` (for the room version)."""
+    return _EVENTS_JOIN

@@ -380,13 +380,177 @@ event_txn_ids = Table(
 
 
 # --- media (0005) --------------------------------------------------------------------------------
+# The media repository; layout and life cycle in docs/discussion/media.md.
+
+#: Media items, local (``origin`` is this server) and cached remote ones. The bytes live in the
+#: content-addressed file store under ``sha256``; identical uploads share one file.
+media = Table(
+    "media",
+    metadata,
+    Column("origin", Text, nullable=False),
+    Column("media_id", Text, nullable=False),
+    # the local uploader (or creator of a pending ID); NULL for remote media
+    Column("user_id", Text, nullable=True),
+    Column("content_type", Text, nullable=True),
+    Column("upload_name", Text, nullable=True),
+    # NULL until the content is there (a pending asynchronous upload)
+    Column("size", BigInteger, nullable=True),
+    Column("sha256", Text, nullable=True),
+    # when the ID was created (local) or the cache entry filled (remote)
+    Column("created_ts", BigInteger, nullable=False),
+    Column("uploaded_ts", BigInteger, nullable=True),
+    # a pending ID expires unused at this time; NULL once uploaded
+    Column("unused_expires_ts", BigInteger, nullable=True),
+    # last download or thumbnail (coarse: updated at most once an hour); retention reads it
+    Column("last_access_ts", BigInteger, nullable=True),
+    PrimaryKeyConstraint("origin", "media_id"),
+    Index(None, "user_id", "created_ts"),
+    Index(None, "sha256"),
+    Index(None, "last_access_ts"),
+    Index(None, "unused_expires_ts"),
+)
+
+#: Thumbnails, keyed by the source's content hash: identical uploads share their thumbnails.
+media_thumbnails = Table(
+    "media_thumbnails",
+    metadata,
+    Column("source_sha256", Text, nullable=False),
+    # the requested box and method this thumbnail answers
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("animated", Boolean, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("source_sha256", "width", "height", "method", "animated"),
+    Index(None, "sha256"),
+)
+
 # media repository (issue 9)
 
 # --- end media (0005) ----------------------------------------------------------------------------
 
 
 # --- e2ee (0006) ---------------------------------------------------------------------------------
-# end-to-end encryption keys, backups, to-device (issue 8)
+# end-to-end encryption keys, backups, to-device (issue 8); see docs/discussion/e2ee.md.
+# No foreign keys to devices: deleting a device deletes its rows here in the same transaction
+# (storage/e2ee_cleanup.py), and nothing here may block a device's deletion.
+
+#: A device's identity keys exactly as uploaded (the signed JSON, never re-serialised).
+e2e_device_keys = Table(
+    "e2e_device_keys",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("key_json", Text, nullable=False),
+    PrimaryKeyConstraint("user_id", "device_id"),
+)
+
+#: Unclaimed one-time keys; claiming one deletes its row (``DELETE ... RETURNING``).
+e2e_one_time_keys = Table(
+    "e2e_one_time_keys",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("algorithm", Text, nullable=False),
+    Column("key_id", Text, nullable=False),
+    # the key's value as uploaded: a JSON string or a signed key object
+    Column("key_json", Text, nullable=False),
+    PrimaryKeyConstraint("user_id", "device_id", "algorithm", "key_id"),
+)
+
+#: The fallback key of each device and algorithm; ``used`` once it was handed out.
+e2e_fallback_keys = Table(
+    "e2e_fallback_keys",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("algorithm", Text, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("key_json", Text, nullable=False),
+    Column("used", Boolean, nullable=False, server_default=false()),
+    PrimaryKeyConstraint("user_id", "device_id", "algorithm"),
+)
+
+#: A user's current cross-signing keys (usage: master, self_signing, user_signing).
+e2e_cross_signing_keys = Table(
+    "e2e_cross_signing_keys",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("usage", Text, nullable=False),
+    # unpadded base64 ed25519 public key (the key ID is ed25519:<public_key>)
+    Column("public_key", Text, nullable=False),
+    Column("key_json", Text, nullable=False),
+    PrimaryKeyConstraint("user_id", "usage"),
+)
+
+#: Signatures uploaded through /keys/signatures/upload, merged into keys when they are queried.
+e2e_cross_signing_signatures = Table(
+    "e2e_cross_signing_signatures",
+    metadata,
+    Column("target_user_id", Text, nullable=False),
+    # a device ID, or the public key of a master key
+    Column("target_key_id", Text, nullable=False),
+    Column("signer_user_id", Text, nullable=False),
+    Column("signer_key_id", Text, nullable=False),
+    Column("signature", Text, nullable=False),
+    PrimaryKeyConstraint("target_user_id", "target_key_id", "signer_user_id", "signer_key_id"),
+    Index(None, "signer_user_id", "signer_key_id"),
+)
+
+#: Server-side key backup versions; deleted versions stay (numbers are never reused).
+e2e_room_keys_versions = Table(
+    "e2e_room_keys_versions",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("algorithm", Text, nullable=False),
+    Column("auth_data_json", Text, nullable=False),
+    # bumped whenever the version's keys change
+    Column("etag", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, server_default=false()),
+    PrimaryKeyConstraint("user_id", "version"),
+)
+
+#: The backed-up session keys of each backup version.
+e2e_room_keys = Table(
+    "e2e_room_keys",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("first_message_index", BigInteger, nullable=False),
+    Column("forwarded_count", BigInteger, nullable=False),
+    Column("is_verified", Boolean, nullable=False),
+    Column("session_data_json", Text, nullable=False),
+    PrimaryKeyConstraint("user_id", "version", "room_id", "session_id"),
+)
+
+#: Pending to-device messages per recipient device, with their TO_DEVICE stream position.
+to_device_messages = Table(
+    "to_device_messages",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("stream_id", BigInteger, nullable=False),
+    # the event as /sync hands it out: {"type", "sender", "content"}
+    Column("message_json", Text, nullable=False),
+    PrimaryKeyConstraint("user_id", "device_id", "stream_id"),
+)
+
+#: Transaction IDs of /sendToDevice per sending device, for idempotency (kept for a day).
+to_device_txns = Table(
+    "to_device_txns",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("txn_id", Text, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "device_id", "txn_id"),
+)
 
 # --- end e2ee (0006) -----------------------------------------------------------------------------
 
@@ -394,11 +558,58 @@ event_txn_ids = Table(
 # --- filters (0007) ------------------------------------------------------------------------------
 # sync filters (issue 7)
 
+#: Filters uploaded with ``POST /user/{userId}/filter``: numbered per user from 0 (as Synapse),
+#: the JSON as uploaded with its keys sorted (an identical upload gets the same ID back).
+user_filters = Table(
+    "user_filters",
+    metadata,
+    Column("user_id", Text, ForeignKey("users.user_id"), nullable=False),
+    Column("filter_id", BigInteger, nullable=False),
+    Column("filter_json", Text, nullable=False),
+    PrimaryKeyConstraint("user_id", "filter_id"),
+)
+
 # --- end filters (0007) --------------------------------------------------------------------------
 
 
 # --- receipts_presence (0008) --------------------------------------------------------------------
 # receipts, read markers and presence (issue 7)
+
+#: Read receipts (``m.read``, ``m.read.private``): one per (room, type, user, thread), moved only
+#: forward; ``stream_id`` is the RECEIPTS position of its last write.
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("room_id", Text, nullable=False),
+    Column("receipt_type", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    # '' for an unthreaded receipt, else "main" or the thread root's event ID
+    Column("thread_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("stream_id", BigInteger, nullable=False),
+    PrimaryKeyConstraint("room_id", "receipt_type", "user_id", "thread_id"),
+    Index(None, "stream_id"),
+)
+
+#: Presence of local users as last published, with the PRESENCE position of that change.
+#: ``last_active_ts`` may trail the server's memory by ``presence.last_active_write_interval_s``.
+presence = Table(
+    "presence",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    # online, unavailable or offline
+    Column("state", Text, nullable=False),
+    Column("status_msg", Text, nullable=True),
+    # ms since the epoch; 0: never active
+    Column("last_active_ts", BigInteger, nullable=False),
+    Column("currently_active", Boolean, nullable=False),
+    Column("stream_id", BigInteger, nullable=False),
+    # the PRESENCE position of the user's last change of last-seen privacy (0: never)
+    Column("privacy_stream_id", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id"),
+    Index(None, "stream_id"),
+)
 
 # --- end receipts_presence (0008) ----------------------------------------------------------------
 
@@ -406,11 +617,45 @@ event_txn_ids = Table(
 # --- room_directory (0009) -----------------------------------------------------------------------
 # room aliases and the room directory (issue 6)
 
+#: Local room aliases (``#localpart:our.server``) and the room each points to. An alias names
+#: one room; a room may have many aliases. ``creator`` may delete it again.
+room_aliases = Table(
+    "room_aliases",
+    metadata,
+    Column("alias", Text, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("creator", Text, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("alias"),
+    Index(None, "room_id"),
+)
+
+#: ``GET /publicRooms`` lists the published rooms (``rooms.is_public``), a small share of all.
+Index("ix_rooms_is_public", rooms.c.is_public)
+
 # --- end room_directory (0009) -------------------------------------------------------------------
 
 
 # --- rooms_access (0010) -------------------------------------------------------------------------
 # knock, restricted joins, forgotten rooms (issue 6)
+
+#: Rooms a user has forgotten (``POST /rooms/{roomId}/forget``). The row names the user's member
+#: event at the time: the room counts as forgotten only while that event is still the user's
+#: current membership, so re-joining, a new invite or a knock "un-forgets" it with no extra write.
+forgotten_rooms = Table(
+    "forgotten_rooms",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("forgotten_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "room_id"),
+)
+
+#: ``GET /timestamp_to_event``: the nearest event of a room to a time.
+Index("ix_events_room_id_origin_server_ts", events.c.room_id, events.c.origin_server_ts)
+#: ``unsigned.transaction_id``: which transaction ID (if any) created an event.
+Index("ix_event_txn_ids_event_id", event_txn_ids.c.event_id)
 
 # --- end rooms_access (0010) ---------------------------------------------------------------------
 
@@ -418,11 +663,50 @@ event_txn_ids = Table(
 # --- registration_lock (0011) --------------------------------------------------------------------
 # registration-lock PINs (issue 5)
 
+#: Registration-lock PINs (argon2id hashes), the account's last activity and wrong-PIN counts.
+registration_locks = Table(
+    "registration_locks",
+    metadata,
+    Column("user_id", Text, ForeignKey("users.user_id"), nullable=False),
+    Column("pin_hash", Text, nullable=False),
+    Column("set_ts", BigInteger, nullable=False),
+    # newest known activity of the account (PIN set, logins, device last-seen flushes)
+    Column("last_active_ts", BigInteger, nullable=False),
+    Column("failed_attempts", Integer, nullable=False, server_default="0"),
+    # start of the window that failed_attempts counts in (None: no wrong PIN yet)
+    Column("failed_window_start_ts", BigInteger, nullable=True),
+    PrimaryKeyConstraint("user_id"),
+)
+
+#: Single-use credentials that were used up: rotated refresh tokens (their hash; a reuse revokes
+#: the device's session) and phone verification sessions a login consumed (``kind``).
+spent_credentials = Table(
+    "spent_credentials",
+    metadata,
+    Column("kind", Text, nullable=False),
+    Column("credential", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("device_id", Text, nullable=True),
+    Column("spent_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("kind", "credential"),
+    Index(None, "spent_ts"),
+)
+
 # --- end registration_lock (0011) ----------------------------------------------------------------
 
 
 # --- sync (0012) ---------------------------------------------------------------------------------
 # sync bookkeeping (issue 7)
+
+#: A user's membership events by stream position: "what happened to my memberships since X"
+#: for ``/sync`` costs in proportion to the answer (partial: only m.room.member rows).
+Index(
+    "ix_events_member_state_key_stream_ordering",
+    events.c.state_key,
+    events.c.stream_ordering,
+    sqlite_where=events.c.type == "m.room.member",
+    postgresql_where=events.c.type == "m.room.member",
+)
 
 # --- end sync (0012) -----------------------------------------------------------------------------
 

@@ -4,6 +4,9 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-23
 
+- ``user_filters``: filters uploaded with ``POST /user/{userId}/filter``, numbered per user from
+  0, the JSON as uploaded with sorted keys.
+
 Spell the columns out here: a migration never imports homeserver.
 """
 
@@ -11,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -21,8 +24,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "user_filters",
+        sa.Column("user_id", sa.Text(), nullable=False),
+        sa.Column("filter_id", sa.BigInteger(), nullable=False),
+        sa.Column("filter_json", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.user_id"], name="fk_user_filters_user_id_users"
+        ),
+        sa.PrimaryKeyConstraint("user_id", "filter_id", name="pk_user_filters"),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("user_filters")

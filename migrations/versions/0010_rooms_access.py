@@ -4,6 +4,10 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-11-23
 
+- ``forgotten_rooms``: rooms a user forgot, with the member event current at the time.
+- index ``events (room_id, origin_server_ts)`` for ``/timestamp_to_event``.
+- index ``event_txn_ids (event_id)`` for ``unsigned.transaction_id``.
+
 Spell the columns out here: a migration never imports homeserver.
 """
 
@@ -11,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0010"
 down_revision: str | None = "0009"
@@ -21,8 +25,19 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "forgotten_rooms",
+        sa.Column("user_id", sa.Text(), nullable=False),
+        sa.Column("room_id", sa.Text(), nullable=False),
+        sa.Column("event_id", sa.Text(), nullable=False),
+        sa.Column("forgotten_ts", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("user_id", "room_id", name="pk_forgotten_rooms"),
+    )
+    op.create_index("ix_events_room_id_origin_server_ts", "events", ["room_id", "origin_server_ts"])
+    op.create_index("ix_event_txn_ids_event_id", "event_txn_ids", ["event_id"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_event_txn_ids_event_id", table_name="event_txn_ids")
+    op.drop_index("ix_events_room_id_origin_server_ts", table_name="events")
+    op.drop_table("forgotten_rooms")

@@ -101,7 +101,7 @@ async def homeserver_factory(
                     {
                         "host": "127.0.0.1",
                         "port": 0,
-                        "resources": ["client", "federation", "health"],
+                        "resources": ["client", "federation", "media", "health"],
                     }
                 ],
                 "database": {"url": database_url, "pool_size": 4},
@@ -111,7 +111,7 @@ async def homeserver_factory(
                 "logging": {"level": "WARNING"},
                 "rate_limits": {"enabled": False},
                 "registration": {"policy": "open", "allow_guests": False},
-                "otp": {"enabled": True, "sender": "file"},
+                "otp": {"enabled": True, "sender": "file", "development": True},
             },
             overrides,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from homeserver.app import register_user
@@ -15,7 +17,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def password_login(user: str, password: str = "correct horse", **kw):
+def password_login(user: str, password: Any = "correct horse", **kw: Any) -> dict[str, Any]:
     return {
         "type": "m.login.password",
         "identifier": {"type": "m.id.user", "user": user},
@@ -151,7 +153,8 @@ async def test_login_variants_and_device_reuse(server):
     await server.register("lou", "correct horse")
     async with server.client() as c:
         r = await c.get(LOGIN)
-        assert r.json() == {"flows": [{"type": "m.login.password"}]}
+        # m.login.msisdn: login with an SMS code (phone verification is on in the fixture)
+        assert r.json() == {"flows": [{"type": "m.login.password"}, {"type": "m.login.msisdn"}]}
         # full user ID, localpart in upper case, deprecated top-level user
         for body in (
             password_login("@lou:test.local"),
@@ -220,6 +223,7 @@ async def test_refresh_rotation_and_reuse(server):
     reg = await server.register("rex", "correct horse", refresh_token=True)
     assert reg["expires_in_ms"] == 300_000
     async with server.client() as c:
+        other = (await c.post(LOGIN, json=password_login("rex"))).json()
         r = await c.post("/_matrix/client/v3/refresh", json={"refresh_token": reg["refresh_token"]})
         assert r.status_code == 200, r.text
         new = r.json()
@@ -231,17 +235,28 @@ async def test_refresh_rotation_and_reuse(server):
         # ... and that replaced the pair handed out before (never used)
         assert (await c.get(WHOAMI, headers=bearer(new["access_token"]))).status_code == 401
         assert (await c.get(WHOAMI, headers=bearer(newer["access_token"]))).status_code == 200
-        # using the new access token retired the old refresh token: reuse → 401 M_UNKNOWN_TOKEN
-        r = await c.post("/_matrix/client/v3/refresh", json={"refresh_token": reg["refresh_token"]})
-        assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+        # the device is the same throughout
+        r = await c.get(WHOAMI, headers=bearer(newer["access_token"]))
+        assert r.json()["device_id"] == reg["device_id"]
         assert (await c.get(WHOAMI, headers=bearer(reg["access_token"]))).status_code == 401
+        # unknown and malformed refresh tokens revoke nothing
         r = await c.post("/_matrix/client/v3/refresh", json={"refresh_token": "mar_unknown"})
         assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
         r = await c.post("/_matrix/client/v3/refresh", json={"refresh_token": 5})
         assert r.json()["errcode"] == "M_BAD_JSON"
-        # the device is the same throughout
+        assert (await c.get(WHOAMI, headers=bearer(newer["access_token"]))).status_code == 200
+        # using the new access token retired the old refresh token: its reuse (a leaked token
+        # family) → 401 M_UNKNOWN_TOKEN and the device's whole session is revoked
+        r = await c.post("/_matrix/client/v3/refresh", json={"refresh_token": reg["refresh_token"]})
+        assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
         r = await c.get(WHOAMI, headers=bearer(newer["access_token"]))
-        assert r.json()["device_id"] == reg["device_id"]
+        assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+        r = await c.post(
+            "/_matrix/client/v3/refresh", json={"refresh_token": newer["refresh_token"]}
+        )
+        assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+        r = await c.get("/_matrix/client/v3/devices", headers=bearer(other["access_token"]))
+        assert reg["device_id"] not in [d["device_id"] for d in r.json()["devices"]]
 
 
 async def test_tokens_unknown_missing_and_logout_all(server):
@@ -261,7 +276,7 @@ async def test_tokens_unknown_missing_and_logout_all(server):
         assert (await c.post(LOGIN, json=password_login("lia"))).status_code == 200
 
 
-def reauth(user: str, password: str, session: str) -> dict:
+def reauth(user: str, password: str, session: str) -> dict[str, Any]:
     return {
         "type": "m.login.password",
         "identifier": {"type": "m.id.user", "user": user},

@@ -34,11 +34,13 @@ class AccountApi:
         phones: PhoneVerificationService,
         *,
         max_body_bytes: int,
+        public_baseurl: str | None = None,
     ) -> None:
         self._account = account
         self._uia = uia
         self._phones = phones
         self._max = max_body_bytes
+        self._public_baseurl = public_baseurl
 
     def _reauth_flows(self) -> list[list[str]]:
         return [[PASSWORD], *([[MSISDN]] if self._phones.enabled else [])]
@@ -171,4 +173,4 @@ class AccountApi:
         an account on this homeserver." Answers with ``sid`` and ``submit_url``.
         """
         body = await read_json_body(self._max)
-        return await request_msisdn_token(self._phones, body)
+        return await request_msisdn_token(self._phones, body, public_baseurl=self._public_baseurl)

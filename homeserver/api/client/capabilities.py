@@ -17,9 +17,13 @@ class CapabilitiesApi:
     Args:
         default_room_version: the version new rooms get (``default_room_version`` in the config).
         change_password: whether ``POST /account/password`` works for users.
+        threepid_changes: whether ``/account/3pid/add`` and ``/delete`` work (phone numbers,
+            with SMS verification).
     """
 
-    def __init__(self, *, default_room_version: str, change_password: bool) -> None:
+    def __init__(
+        self, *, default_room_version: str, change_password: bool, threepid_changes: bool = False
+    ) -> None:
         self._body: JsonDict = {
             "capabilities": {
                 "m.change_password": {"enabled": change_password},
@@ -30,8 +34,8 @@ class CapabilitiesApi:
                 # Deprecated by m.profile_fields in v1.16, still read by older clients.
                 "m.set_displayname": {"enabled": True},
                 "m.set_avatar_url": {"enabled": True},
-                # No /account/3pid changes: phone numbers are bound at registration only.
-                "m.3pid_changes": {"enabled": False},
+                # Phone numbers can be added and removed when SMS verification is on.
+                "m.3pid_changes": {"enabled": threepid_changes},
                 "m.get_login_token": {"enabled": False},
                 "m.profile_fields": {"enabled": True},
             }

@@ -2,6 +2,11 @@
 
 Spec: client-server-api/_index.md › Login {id="legacy-login"} (data/api/client-server/login.yaml),
 Refreshing access tokens (refresh.yaml), Logout (logout.yaml).
+
+Extension ``org.example.reglock`` (``docs/reference/registration_lock.md``): login type
+``m.login.msisdn`` (the auth type the spec defines for UIA, with its ``threepid_creds``) logs in
+with an SMS code, and a phone login carries the registration lock PIN as
+``org.example.reglock.pin``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from homeserver.services.requester import Requester
 __all__ = ["LoginApi"]
 
 PASSWORD = "m.login.password"
+MSISDN = "m.login.msisdn"
+#: The login body field that carries the registration lock PIN.
+PIN_FIELD = "org.example.reglock.pin"
 
 
 class LoginApi:
@@ -33,9 +41,13 @@ class LoginApi:
     async def login_flows(self) -> Any:
         """GET /_matrix/client/v3/login — spec: Login.
 
-        "Gets the homeserver's supported login types to authenticate users."
+        "Gets the homeserver's supported login types to authenticate users." ``m.login.msisdn``
+        is listed when login with an SMS code is enabled (extension ``org.example.reglock``).
         """
-        return {"flows": [{"type": PASSWORD}]}
+        flows: list[dict[str, Any]] = [{"type": PASSWORD}]
+        if self._auth.msisdn_login_enabled:
+            flows.append({"type": MSISDN})
+        return {"flows": flows}
 
     @route("POST", "/_matrix/client/v3/login", rate_limit="login")
     async def login(self) -> Any:
@@ -44,22 +56,41 @@ class LoginApi:
         "Authenticates the user, and issues an access token they can use to authorize
         themself in subsequent requests." Wrong credentials: 403 ``M_FORBIDDEN``; a
         deactivated account: 403 ``M_USER_DEACTIVATED``. Rate limited per IP (route) and per
-        user (service).
+        user (service). A phone login of a registration-locked account without the right PIN:
+        423 (extension ``org.example.reglock``).
         """
         body = await read_json_body(self._max)
         kind = body.get("type")
         if not isinstance(kind, str):
             raise BadJson("type must be a string")
-        if kind != PASSWORD:
+        device_id = opt_str(body, "device_id", max_len=255)
+        display_name = opt_str(body, "initial_device_display_name", max_len=512)
+        want_refresh = opt_bool(body, "refresh_token", False)
+        pin = opt_str(body, PIN_FIELD, max_len=1024)
+        if kind == PASSWORD:
+            identifier = parse_identifier(body)
+            session = await self._auth.login_with_password(
+                identifier,
+                req_str(body, "password", max_len=512),
+                device_id=device_id,
+                display_name=display_name,
+                want_refresh=want_refresh,
+                pin=pin,
+            )
+        elif kind == MSISDN and self._auth.msisdn_login_enabled:
+            creds = body.get("threepid_creds", body.get("threepidCreds"))
+            if not isinstance(creds, dict):
+                raise BadJson("threepid_creds must be an object")
+            session = await self._auth.login_with_msisdn(
+                sid=req_str(creds, "sid", max_len=255),
+                client_secret=req_str(creds, "client_secret", max_len=255),
+                device_id=device_id,
+                display_name=display_name,
+                want_refresh=want_refresh,
+                pin=pin,
+            )
+        else:
             raise MatrixError(400, Codes.UNKNOWN, f"Unknown login type {kind!r}")
-        identifier = parse_identifier(body)
-        session = await self._auth.login_with_password(
-            identifier,
-            req_str(body, "password", max_len=512),
-            device_id=opt_str(body, "device_id", max_len=255),
-            display_name=opt_str(body, "initial_device_display_name", max_len=512),
-            want_refresh=opt_bool(body, "refresh_token", False),
-        )
         return session_body(session, self._server_name)
 
     @route("POST", "/_matrix/client/v3/refresh", rate_limit="login")

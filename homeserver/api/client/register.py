@@ -19,7 +19,7 @@ from homeserver.services.otp import PhoneVerificationService
 from homeserver.services.registration import RegisterRequest, RegistrationService
 from homeserver.services.uia import UiaService, request_key
 
-__all__ = ["SUBMIT_TOKEN_PATH", "RegisterApi", "session_body"]
+__all__ = ["SUBMIT_TOKEN_PATH", "RegisterApi", "base_url", "request_msisdn_token", "session_body"]
 
 #: Where clients submit SMS codes (the ``submit_url`` of ``requestToken``); not a spec path.
 SUBMIT_TOKEN_PATH = "/_homeserver/client/v1/msisdn/submit_token"
@@ -40,14 +40,19 @@ def session_body(session: Session, server_name: str) -> dict[str, Any]:
     return body
 
 
-def submit_url() -> str:
-    return request.host_url.rstrip("/") + SUBMIT_TOKEN_PATH
+def base_url(public_baseurl: str | None) -> str:
+    """This server's client URL: ``public_baseurl`` if configured, else from the Host header."""
+    return (public_baseurl or request.host_url).rstrip("/")
 
 
 async def request_msisdn_token(
-    phones: PhoneVerificationService, body: dict[str, Any]
+    phones: PhoneVerificationService,
+    body: dict[str, Any],
+    *,
+    public_baseurl: str | None,
+    for_login: bool = False,
 ) -> dict[str, Any]:
-    """The shared body of both ``msisdn/requestToken`` endpoints."""
+    """The shared body of the ``msisdn/requestToken`` endpoints."""
     if opt_str(body, "id_server") is not None and not phones.enabled:
         raise MatrixError(400, Codes.SERVER_NOT_TRUSTED, "Identity servers are not supported")
     send_attempt = opt_int(body, "send_attempt")
@@ -59,10 +64,11 @@ async def request_msisdn_token(
         phone_number=req_str(body, "phone_number", max_len=64),
         send_attempt=send_attempt,
         client_ip=client_ip(),
+        for_login=for_login,
     )
     return {
         "sid": answer.sid,
-        "submit_url": submit_url(),
+        "submit_url": base_url(public_baseurl) + SUBMIT_TOKEN_PATH,
         "msisdn": answer.phone.lstrip("+"),
         "intl_fmt": answer.phone,
         "success": True,
@@ -94,12 +100,14 @@ class RegisterApi:
         *,
         server_name: str,
         max_body_bytes: int,
+        public_baseurl: str | None = None,
     ) -> None:
         self._reg = registration
         self._uia = uia
         self._phones = phones
         self._server_name = server_name
         self._max = max_body_bytes
+        self._public_baseurl = public_baseurl
 
     @route("POST", "/_matrix/client/v3/register", rate_limit="registration")
     async def register(self) -> Any:
@@ -171,7 +179,7 @@ class RegisterApi:
         ``submit_url``.
         """
         body = await read_json_body(self._max)
-        return await request_msisdn_token(self._phones, body)
+        return await request_msisdn_token(self._phones, body, public_baseurl=self._public_baseurl)
 
     @route("POST", SUBMIT_TOKEN_PATH)
     async def msisdn_submit_token(self) -> Any:

@@ -3,10 +3,13 @@
 Spec: https://spec.matrix.org/v1.16/client-server-api/#rooms (``create_room.yaml``,
 ``room_send.yaml``, ``room_state.yaml``, ``rooms.yaml``, ``message_pagination.yaml``,
 ``joining.yaml``, ``inviting.yaml``, ``leaving.yaml``, ``kicking.yaml``, ``banning.yaml``,
-``list_joined_rooms.yaml``).
+``knocking.yaml``, ``third_party_membership.yaml``, ``list_joined_rooms.yaml``,
+``event_context.yaml``, ``room_event_by_timestamp.yaml``).
 
-Bodies are parsed into typed values here; the rules (auth rules, power levels, who may read)
-live in :mod:`homeserver.services.rooms` and :mod:`homeserver.services.events`.
+Bodies, paths and query strings are parsed into typed values here (bad IDs and types are
+``M_INVALID_PARAM``, bad bodies ``M_BAD_JSON``); the rules (auth rules, power levels, history
+visibility) live in :mod:`homeserver.services.rooms`, :mod:`homeserver.services.events` and
+:mod:`homeserver.services.visibility`.
 """
 
 from __future__ import annotations
@@ -17,14 +20,27 @@ from quart import request
 
 from homeserver.api._http import JsonDict, read_json_body, route
 from homeserver.api.client._body import optional_json_body, optional_string, required_string
-from homeserver.errors import BadJson, Codes, InvalidParam, MatrixError
-from homeserver.services.events import client_event
+from homeserver.errors import BadJson, Forbidden, InvalidParam
+from homeserver.services.filtering import (
+    RoomEventFilter,
+    decode_filter_param,
+    parse_room_event_filter,
+)
 from homeserver.services.requester import Requester
-from homeserver.services.rooms import PRESETS, CreateRoomRequest, RoomService, StateEventSpec
+from homeserver.services.rooms import (
+    PRESETS,
+    CreateRoomRequest,
+    RoomService,
+    StateEventSpec,
+    check_room_id,
+)
 
 __all__ = ["RoomsApi"]
 
 _PREFIX = "/_matrix/client/v3"
+_V1 = "/_matrix/client/v1"
+_MAX_FIELD_BYTES = 255
+_MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
 
 
 def _object(body: JsonDict, key: str) -> dict[str, Any] | None:
@@ -36,12 +52,57 @@ def _object(body: JsonDict, key: str) -> dict[str, Any] | None:
     return value
 
 
+def _check_event_type(event_type: str) -> str:
+    """Raises InvalidParam for an empty event type or one over 255 bytes."""
+    if not event_type or len(event_type.encode()) > _MAX_FIELD_BYTES:
+        raise InvalidParam("Event types are 1 to 255 bytes")
+    return event_type
+
+
+def _check_state_key(state_key: str) -> str:
+    if len(state_key.encode()) > _MAX_FIELD_BYTES:
+        raise InvalidParam("State keys are at most 255 bytes")
+    return state_key
+
+
+def _check_event_id(event_id: str) -> str:
+    if not event_id.startswith("$") or len(event_id.encode()) > _MAX_FIELD_BYTES:
+        raise InvalidParam(f"Invalid event ID {event_id!r}")
+    return event_id
+
+
+def _int_arg(name: str, default: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidParam(f"{name!r} must be an integer") from None
+
+
+def _filter_arg() -> RoomEventFilter | None:
+    """The ``filter`` query parameter: an inline ``RoomEventFilter`` JSON object."""
+    raw = request.args.get("filter")
+    if raw is None or raw == "":
+        return None
+    if not raw.lstrip().startswith("{"):
+        raise InvalidParam("'filter' must be a RoomEventFilter JSON object")
+    return parse_room_event_filter(decode_filter_param(raw))
+
+
+def _membership_arg(name: str) -> str | None:
+    value = request.args.get(name)
+    if value is not None and value not in _MEMBERSHIPS:
+        raise InvalidParam(f"{name!r} must be one of {', '.join(_MEMBERSHIPS)}")
+    return value
+
+
 def parse_create_room(body: JsonDict) -> CreateRoomRequest:
     """The ``POST /createRoom`` body as a :class:`CreateRoomRequest`.
 
     Raises:
         BadJson: a field has the wrong type.
-        MatrixError: ``room_alias_name`` (aliases are not implemented yet: M_UNRECOGNIZED).
     """
     preset = optional_string(body, "preset")
     if preset is not None and preset not in PRESETS:
@@ -49,8 +110,6 @@ def parse_create_room(body: JsonDict) -> CreateRoomRequest:
     visibility = optional_string(body, "visibility") or "private"
     if visibility not in ("public", "private"):
         raise BadJson("'visibility' must be 'public' or 'private'")
-    if body.get("room_alias_name") is not None:
-        raise MatrixError(400, Codes.UNRECOGNIZED, "room_alias_name is not supported yet")
     invite = body.get("invite") or []
     if not isinstance(invite, list) or not all(isinstance(u, str) for u in invite):
         raise BadJson("'invite' must be a list of user IDs")
@@ -64,13 +123,15 @@ def parse_create_room(body: JsonDict) -> CreateRoomRequest:
         state_key = item.get("state_key", "")
         if not isinstance(state_key, str):
             raise BadJson("'state_key' must be a string")
-        initial.append(StateEventSpec(required_string(item, "type"), state_key, item["content"]))
+        event_type = _check_event_type(required_string(item, "type"))
+        initial.append(StateEventSpec(event_type, _check_state_key(state_key), item["content"]))
     is_direct = body.get("is_direct", False)
     if not isinstance(is_direct, bool):
         raise BadJson("'is_direct' must be a boolean")
     return CreateRoomRequest(
         preset=cast(Any, preset),
         visibility=cast(Literal["public", "private"], visibility),
+        room_alias_name=optional_string(body, "room_alias_name"),
         name=optional_string(body, "name"),
         topic=optional_string(body, "topic"),
         invite=invite,
@@ -93,6 +154,11 @@ class RoomsApi:
     def __init__(self, rooms: RoomService, max_body_bytes: int) -> None:
         self._rooms = rooms
         self._max_body = max_body_bytes
+
+    @property
+    def rooms(self) -> RoomService:
+        """The room service behind these routes (for the composition root)."""
+        return self._rooms
 
     # --- creation and sending ---------------------------------------------------------------
 
@@ -120,6 +186,8 @@ class RoomsApi:
         message event to a room." The same ``txnId`` from the same device returns the same
         ``event_id``.
         """
+        check_room_id(room_id)
+        _check_event_type(event_type)
         body = await read_json_body(self._max_body)
         sent = await self._rooms.send(requester, room_id, event_type, body, txn_id=txn_id)
         return {"event_id": sent.event_id}
@@ -139,6 +207,8 @@ class RoomsApi:
         an event which isn't critical to the integrity of the server-side representation of
         the room." Idempotent per device and ``txnId``.
         """
+        check_room_id(room_id)
+        _check_event_id(event_id)
         body = await optional_json_body(self._max_body)
         sent = await self._rooms.redact(
             requester, room_id, event_id, txn_id, reason=optional_string(body, "reason")
@@ -151,9 +221,10 @@ class RoomsApi:
     async def get_state(self, requester: Requester, room_id: str) -> Any:
         """GET /_matrix/client/v3/rooms/{roomId}/state — spec: #get_matrixclientv3roomsroomidstate.
 
-        "Get the state events for the current state of a room."
+        "Get the state events for the current state of a room." A user who left gets the
+        state as it was when they left.
         """
-        return await self._rooms.get_state(requester, room_id)
+        return await self._rooms.history.get_state(requester, check_room_id(room_id))
 
     @route("GET", f"{_PREFIX}/rooms/{{room_id}}/state/{{event_type}}", auth="user")
     @route("GET", f"{_PREFIX}/rooms/{{room_id}}/state/{{event_type}}/", auth="user")
@@ -168,9 +239,14 @@ class RoomsApi:
         Spec: #get_matrixclientv3roomsroomidstateeventtypestatekey. "Looks up the contents of a
         state event in a room." ``?format=event`` returns the whole event.
         """
-        stored = await self._rooms.get_state_event(requester, room_id, event_type, state_key)
+        check_room_id(room_id)
+        _check_event_type(event_type)
+        _check_state_key(state_key)
+        stored = await self._rooms.history.get_state_event(
+            requester, room_id, event_type, state_key
+        )
         if request.args.get("format") == "event":
-            return client_event(stored)
+            return (await self._rooms.history.serialize(requester, [stored]))[0]
         return dict(stored.event.content)
 
     @route("PUT", f"{_PREFIX}/rooms/{{room_id}}/state/{{event_type}}", auth="user")
@@ -186,11 +262,12 @@ class RoomsApi:
         Spec: #put_matrixclientv3roomsroomidstateeventtypestatekey. "State events can be sent
         using this endpoint." Returns the ``event_id``.
         """
+        check_room_id(room_id)
+        _check_event_type(event_type)
+        _check_state_key(state_key)
         body = await read_json_body(self._max_body)
-        if event_type == "m.room.member":
-            membership = body.get("membership")
-            if membership not in ("join", "invite", "leave", "ban"):
-                raise InvalidParam("unsupported membership for a state PUT")
+        if event_type == "m.room.member" and body.get("membership") not in _MEMBERSHIPS:
+            raise InvalidParam("unsupported membership for a state PUT")
         sent = await self._rooms.send(requester, room_id, event_type, body, state_key=state_key)
         return {"event_id": sent.event_id}
 
@@ -199,36 +276,64 @@ class RoomsApi:
         """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}.
 
         Spec: #get_matrixclientv3roomsroomideventeventid. "Get a single event based on
-        roomId/eventId. You must have permission to retrieve this event."
+        roomId/eventId. You must have permission to retrieve this event." An event history
+        visibility hides is ``404``, like an unknown one.
         """
-        return await self._rooms.get_event(requester, room_id, event_id)
+        check_room_id(room_id)
+        _check_event_id(event_id)
+        return await self._rooms.history.get_event(requester, room_id, event_id)
 
     # --- membership -----------------------------------------------------------------------------
+
+    def _via(self) -> list[str]:
+        """``via`` (and the deprecated ``server_name``) query parameters. Only needed to join
+        over federation, which is not supported yet; accepted for compatibility."""
+        return request.args.getlist("via") or request.args.getlist("server_name")
 
     @route("POST", f"{_PREFIX}/rooms/{{room_id}}/join", auth="user", rate_limit="client_default")
     async def join(self, requester: Requester, room_id: str) -> JsonDict:
         """POST /_matrix/client/v3/rooms/{roomId}/join — spec: #post_matrixclientv3roomsroomidjoin.
 
-        "This API starts a user's participation in a particular room."
+        "This API starts a user's participation in a particular room." ``reason`` is put on
+        the member event; restricted rooms are joined through a local authorising user.
         """
+        check_room_id(room_id)
         body = await optional_json_body(self._max_body)
-        await self._rooms.set_membership(
-            requester, room_id, requester.user_id, "join", reason=optional_string(body, "reason")
-        )
-        return {"room_id": room_id}
+        joined = await self._rooms.join(requester, room_id, reason=optional_string(body, "reason"))
+        return {"room_id": joined}
 
     @route("POST", f"{_PREFIX}/join/{{room_id_or_alias}}", auth="user", rate_limit="client_default")
     async def join_by_id_or_alias(self, requester: Requester, room_id_or_alias: str) -> JsonDict:
         """POST /_matrix/client/v3/join/{roomIdOrAlias}.
 
-        Spec: #post_matrixclientv3joinroomidoralias.
-
-        "This API starts a user's participation in a particular room." Room IDs only for now:
-        an alias is ``M_UNRECOGNIZED`` until the directory exists.
+        Spec: #post_matrixclientv3joinroomidoralias. "This API starts a user's participation in
+        a particular room." Aliases are resolved through the room directory; ``via`` and
+        ``server_name`` are accepted.
         """
-        if not room_id_or_alias.startswith("!"):
-            raise MatrixError(400, Codes.UNRECOGNIZED, "Joining by alias is not supported yet")
-        return await self.join(requester, room_id_or_alias)
+        self._via()
+        body = await optional_json_body(self._max_body)
+        joined = await self._rooms.join(
+            requester, room_id_or_alias, reason=optional_string(body, "reason")
+        )
+        return {"room_id": joined}
+
+    @route(
+        "POST", f"{_PREFIX}/knock/{{room_id_or_alias}}", auth="user", rate_limit="client_default"
+    )
+    async def knock(self, requester: Requester, room_id_or_alias: str) -> JsonDict:
+        """POST /_matrix/client/v3/knock/{roomIdOrAlias}.
+
+        Spec: #post_matrixclientv3knockroomidoralias.
+
+        "This API 'knocks' on the room to ask for permission to join, if the user is allowed
+        to knock on the room." Room versions 7+, join rule ``knock`` (or ``knock_restricted``).
+        """
+        self._via()
+        body = await optional_json_body(self._max_body)
+        knocked = await self._rooms.knock(
+            requester, room_id_or_alias, reason=optional_string(body, "reason")
+        )
+        return {"room_id": knocked}
 
     async def _target_action(
         self,
@@ -238,6 +343,7 @@ class RoomsApi:
         *,
         require_current: str | None = None,
     ) -> JsonDict:
+        check_room_id(room_id)
         body = await read_json_body(self._max_body)
         target = required_string(body, "user_id")
         await self._rooms.set_membership(
@@ -254,24 +360,42 @@ class RoomsApi:
     async def invite(self, requester: Requester, room_id: str) -> JsonDict:
         """POST /_matrix/client/v3/rooms/{roomId}/invite.
 
-        Spec: #post_matrixclientv3roomsroomidinvite.
-
-        "This API invites a user to participate in a particular room."
+        Spec: #post_matrixclientv3roomsroomidinvite. "This API invites a user to participate
+        in a particular room." ``reason`` goes on the invite. The third-party form
+        (``third_party_membership.yaml``: ``id_server``, ``medium``, ``address``) is answered
+        ``403 M_FORBIDDEN``: this server has no identity-server lookups.
         """
+        check_room_id(room_id)
+        body = await read_json_body(self._max_body)
+        if "user_id" not in body and {"medium", "address"} & body.keys():
+            raise Forbidden("Third-party invites are not supported on this server")
         return await self._target_action(requester, room_id, "invite")
 
     @route("POST", f"{_PREFIX}/rooms/{{room_id}}/leave", auth="user", rate_limit="client_default")
     async def leave(self, requester: Requester, room_id: str) -> JsonDict:
         """POST /_matrix/client/v3/rooms/{roomId}/leave.
 
-        Spec: #post_matrixclientv3roomsroomidleave.
-
-        "This API stops a user participating in a particular room."
+        Spec: #post_matrixclientv3roomsroomidleave. "This API stops a user participating in a
+        particular room." Also rejects an invite and retracts a knock.
         """
+        check_room_id(room_id)
         body = await optional_json_body(self._max_body)
         await self._rooms.set_membership(
             requester, room_id, requester.user_id, "leave", reason=optional_string(body, "reason")
         )
+        return {}
+
+    @route("POST", f"{_PREFIX}/rooms/{{room_id}}/forget", auth="user", rate_limit="client_default")
+    async def forget(self, requester: Requester, room_id: str) -> JsonDict:
+        """POST /_matrix/client/v3/rooms/{roomId}/forget.
+
+        Spec: #post_matrixclientv3roomsroomidforget. "This API stops a user remembering about a
+        particular room." Only after leaving (``400 M_UNKNOWN`` otherwise); afterwards the
+        room's history reads as if the user had never been in it.
+        """
+        check_room_id(room_id)
+        await optional_json_body(self._max_body)
+        await self._rooms.forget(requester, room_id)
         return {}
 
     @route("POST", f"{_PREFIX}/rooms/{{room_id}}/kick", auth="user", rate_limit="client_default")
@@ -308,16 +432,17 @@ class RoomsApi:
 
         "This API returns a list of the user's current rooms."
         """
-        return {"joined_rooms": await self._rooms.joined_rooms(requester)}
+        return {"joined_rooms": await self._rooms.history.joined_rooms(requester)}
 
     @route("GET", f"{_PREFIX}/rooms/{{room_id}}/joined_members", auth="user")
     async def joined_members(self, requester: Requester, room_id: str) -> JsonDict:
         """GET /_matrix/client/v3/rooms/{roomId}/joined_members.
 
         Spec: #get_matrixclientv3roomsroomidjoined_members. "This API returns a map of MXIDs to
-        member info objects for members of the room."
+        member info objects for members of the room. The current user must be in the room for
+        it to work, unless it is an Application Service" (or the room is world-readable).
         """
-        members = await self._rooms.members(requester, room_id, joined_only=True)
+        members = await self._rooms.history.joined_members(requester, check_room_id(room_id))
         joined: dict[str, Any] = {}
         for stored in members:
             content = stored.event.content
@@ -331,49 +456,93 @@ class RoomsApi:
     async def members(self, requester: Requester, room_id: str) -> JsonDict:
         """GET /_matrix/client/v3/rooms/{roomId}/members.
 
-        Spec: #get_matrixclientv3roomsroomidmembers.
-
-        "Get the list of members for this room." Supports ``membership`` and ``not_membership``
-        (``at`` is not supported yet: the current members are returned).
+        Spec: #get_matrixclientv3roomsroomidmembers. "Get the list of members for this room."
+        ``at`` (a ``/messages`` or ``/sync`` token), ``membership`` and ``not_membership``;
+        a user who left sees the members as they were when they left.
         """
-        wanted = request.args.get("membership")
-        unwanted = request.args.get("not_membership")
-        chunk = []
-        for stored in await self._rooms.members(requester, room_id):
-            membership = stored.event.content.get("membership")
-            if wanted is not None and membership != wanted:
-                continue
-            if unwanted is not None and membership == unwanted:
-                continue
-            chunk.append(client_event(stored))
+        chunk = await self._rooms.history.members(
+            requester,
+            check_room_id(room_id),
+            at=request.args.get("at"),
+            membership=_membership_arg("membership"),
+            not_membership=_membership_arg("not_membership"),
+        )
         return {"chunk": chunk}
 
     @route("GET", f"{_PREFIX}/rooms/{{room_id}}/messages", auth="user")
     async def messages(self, requester: Requester, room_id: str) -> JsonDict:
         """GET /_matrix/client/v3/rooms/{roomId}/messages.
 
-        Spec: #get_matrixclientv3roomsroomidmessages.
-
-        "This API returns a list of message and state events for a room. It uses pagination
-        query parameters to paginate history in the room." ``dir`` is ``b`` or ``f``; ``from``
-        and ``to`` are tokens from earlier answers (``filter`` is not applied yet).
+        Spec: #get_matrixclientv3roomsroomidmessages. "This API returns a list of message and
+        state events for a room. It uses pagination query parameters to paginate history in
+        the room." ``dir`` is ``b`` or ``f``; ``from``/``to`` are tokens from earlier answers or
+        ``/sync``; ``filter`` is a ``RoomEventFilter``. Events history visibility hides are
+        left out.
         """
+        check_room_id(room_id)
         direction = request.args.get("dir", "b")
         if direction not in ("b", "f"):
             raise InvalidParam("'dir' must be 'b' or 'f'")
-        try:
-            limit = int(request.args.get("limit", "10"))
-        except ValueError:
-            raise InvalidParam("'limit' must be an integer") from None
-        page = await self._rooms.messages(
+        limit = _int_arg("limit", 10)
+        assert limit is not None
+        page = await self._rooms.history.messages(
             requester,
             room_id,
             direction=cast(Literal["b", "f"], direction),
             from_token=request.args.get("from"),
             to_token=request.args.get("to"),
             limit=limit,
+            event_filter=_filter_arg(),
         )
         out: JsonDict = {"chunk": page.chunk, "start": page.start}
         if page.end is not None:
             out["end"] = page.end
+        if page.state:
+            out["state"] = page.state
         return out
+
+    @route("GET", f"{_PREFIX}/rooms/{{room_id}}/context/{{event_id}}", auth="user")
+    async def context(self, requester: Requester, room_id: str, event_id: str) -> JsonDict:
+        """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}.
+
+        Spec: #get_matrixclientv3roomsroomidcontexteventid. "This API returns a number of events
+        that happened just before and after the specified event." ``limit`` (default 10) is
+        shared by both sides; ``start``/``end`` page on with ``/messages``.
+        """
+        check_room_id(room_id)
+        _check_event_id(event_id)
+        limit = _int_arg("limit", 10)
+        assert limit is not None
+        if limit < 0:
+            raise InvalidParam("'limit' must not be negative")
+        page = await self._rooms.history.context(
+            requester, room_id, event_id, limit=limit, event_filter=_filter_arg()
+        )
+        return {
+            "start": page.start,
+            "end": page.end,
+            "event": page.event,
+            "events_before": page.events_before,
+            "events_after": page.events_after,
+            "state": page.state,
+        }
+
+    @route("GET", f"{_V1}/rooms/{{room_id}}/timestamp_to_event", auth="user")
+    async def timestamp_to_event(self, requester: Requester, room_id: str) -> JsonDict:
+        """GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event.
+
+        Spec: #get_matrixclientv1roomsroomidtimestamp_to_event. "Get the ID of the event closest
+        to the given timestamp, in the direction specified by the dir parameter." Only events
+        the user may see are candidates.
+        """
+        check_room_id(room_id)
+        ts = _int_arg("ts")
+        if ts is None:
+            raise InvalidParam("'ts' is required")
+        direction = request.args.get("dir")
+        if direction not in ("b", "f"):
+            raise InvalidParam("'dir' must be 'b' or 'f'")
+        found = await self._rooms.history.timestamp_to_event(
+            requester, room_id, ts, cast(Literal["b", "f"], direction)
+        )
+        return {"event_id": found.event.event_id, "origin_server_ts": found.event.origin_server_ts}

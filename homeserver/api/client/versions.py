@@ -1,24 +1,44 @@
 """Client-server API versions.
 
 Spec: https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientversions
+
+Which versions to list: those whose changes that clients act on work here. Clients read the list
+to decide which endpoints and behaviours to use: matrix-js-sdk 37 refuses servers without v1.1 and
+switches features on at v1.5+; Element uses authenticated media (``/_matrix/client/v1/media``)
+only when the server lists v1.11 and otherwise falls back to the unauthenticated endpoints, which
+v1.11 servers may freeze. Listing v1.1-v1.12 says: the v3 endpoints, refresh tokens (v1.3),
+``m.login.registration_token`` (v1.2), authenticated media (v1.11). v1.13 and later are not
+listed because parts of them are not here (v1.13 ``POST /rooms/{roomId}/report``, v1.14
+``/users/{userId}/report``, v1.15 ``/room_summary`` and OAuth 2.0 server metadata); the profile
+fields of v1.16 work and are announced through the ``m.profile_fields`` capability.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from homeserver.api._http import route
 
-#: The spec versions this server implements, grown as features land. Only versions whose
-#: endpoints clients depend on work here are listed ("advertise only what works").
-SUPPORTED_VERSIONS: tuple[str, ...] = ("v1.11",)
+__all__ = ["SUPPORTED_VERSIONS", "VersionsApi"]
 
-#: Unstable features and their state; none yet.
-UNSTABLE_FEATURES: dict[str, bool] = {}
+#: The spec versions this server implements ("advertise only what works", and all of it).
+SUPPORTED_VERSIONS: tuple[str, ...] = tuple(f"v1.{n}" for n in range(1, 13))
 
 
 class VersionsApi:
-    """``GET /_matrix/client/versions``."""
+    """``GET /_matrix/client/versions``.
+
+    Args:
+        unstable_features: extensions and their state (``org.example.reglock``: the
+            registration lock and login with an SMS code).
+    """
+
+    def __init__(self, unstable_features: Mapping[str, bool] | None = None) -> None:
+        self._body: dict[str, Any] = {
+            "versions": list(SUPPORTED_VERSIONS),
+            "unstable_features": dict(unstable_features or {}),
+        }
 
     @route("GET", "/_matrix/client/versions")
     async def get_versions(self) -> dict[str, Any]:
@@ -26,4 +46,4 @@ class VersionsApi:
 
         "Gets the versions of the specification supported by the server." No authentication.
         """
-        return {"versions": list(SUPPORTED_VERSIONS), "unstable_features": UNSTABLE_FEATURES}
+        return self._body

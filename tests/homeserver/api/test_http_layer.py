@@ -214,9 +214,13 @@ async def gated(nursery):
 async def test_auth_header_query_missing_and_unknown(gated):
     r = await gated.get("/_matrix/client/v3/account/whoami")
     assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
-    r = await gated.get("/_matrix/client/v3/account/whoami", headers={"Authorization": "Bearer bad"})
+    r = await gated.get(
+        "/_matrix/client/v3/account/whoami", headers={"Authorization": "Bearer bad"}
+    )
     assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
-    r = await gated.get("/_matrix/client/v3/account/whoami", headers={"Authorization": "Bearer good"})
+    r = await gated.get(
+        "/_matrix/client/v3/account/whoami", headers={"Authorization": "Bearer good"}
+    )
     assert r.json() == {"user_id": "@alice:test", "device_id": "DEV"}
     r = await gated.get("/_matrix/client/v3/account/whoami?access_token=good")
     assert r.status_code == 200

@@ -134,3 +134,39 @@ async def test_last_seen_is_written_in_batches(auth, stores, clock, autojump_clo
     # shutdown flush's 5 s bound while the write is on the database thread, so flush what is left
     await auth.flush_last_seen()
     assert (await stores.devices.get_device("@u:x", "A")).last_seen_ip == "10.0.0.2"
+
+
+class CountingHasher(PasswordHasher):
+    """Counts verifications, and which of them ran against no stored hash."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024)
+        self.calls: list[bool] = []
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        self.calls.append(password_hash is None)
+        return await super().verify(password_hash, password)
+
+
+async def test_unknown_user_costs_the_same_password_check(stores, clock):
+    hasher = CountingHasher()
+    await stores.users.create_user("@u:x", password_hash=await hasher.hash("pw"), created_ts=1)
+    auth = AuthService(
+        stores.users,
+        stores.tokens,
+        stores.devices,
+        hasher,
+        RateLimiter({}, clock, enabled=False),
+        clock,
+        server_name="x",
+        config=AuthConfig(),
+    )
+    for ident in (UserIdIdentifier("u"), UserIdIdentifier("nobody")):
+        with pytest.raises(MatrixError) as info:
+            await auth.login_with_password(
+                ident, "wrong", device_id=None, display_name=None, want_refresh=False
+            )
+        assert (info.value.status, info.value.errcode) == (403, "M_FORBIDDEN")
+    # one argon2 verification each: against the user's hash, then against the dummy hash
+    assert hasher.calls == [False, True]
+    assert await hasher.verify(None, "dummy password for timing") is False

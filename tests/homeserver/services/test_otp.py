@@ -9,7 +9,11 @@ import pytest
 from homeserver.clock import FakeClock
 from homeserver.config import OtpConfig, RateLimit
 from homeserver.errors import LimitExceeded, MatrixError, NotFound
-from homeserver.services.otp import PhoneVerificationService, ThreepidAuthFailed
+from homeserver.services.otp import (
+    PhoneVerificationService,
+    RequestTokenAnswer,
+    ThreepidAuthFailed,
+)
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.sms import SmsDeliveryFailed
 from homeserver.storage import Stores
@@ -55,7 +59,13 @@ def otp(stores: Stores, sender, clock) -> PhoneVerificationService:
     return make(stores, sender, clock)
 
 
-async def request(otp, attempt=1, secret="sec", ip="1.2.3.4", number="0151 23456789"):
+async def request(
+    otp: PhoneVerificationService,
+    attempt: int = 1,
+    secret: str = "sec",
+    ip: str = "1.2.3.4",
+    number: str = "0151 23456789",
+) -> RequestTokenAnswer:
     return await otp.request_token(
         client_secret=secret,
         country="DE",

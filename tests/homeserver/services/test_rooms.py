@@ -19,6 +19,7 @@ from homeserver.services.events import EventCreationService
 from homeserver.services.notifier import InProcessNotifier
 from homeserver.services.requester import Requester
 from homeserver.services.rooms import CreateRoomRequest, RoomService, StateEventSpec
+from homeserver.services.visibility import HistoryVisibility
 from homeserver.storage import Stores
 from homeserver.storage.events import NewEvent
 
@@ -36,7 +37,12 @@ class Env:
             stores.events, self.key, FakeClock(), self.notifier, server_name=SERVER
         )
         self.rooms = RoomService(
-            stores.events, self.creator, server_name=SERVER, default_room_version="12"
+            stores.events,
+            self.creator,
+            visibility=HistoryVisibility(stores.room_access),
+            clock=FakeClock(),
+            server_name=SERVER,
+            default_room_version="12",
         )
         self.events = stores.events
 
@@ -47,7 +53,7 @@ def env(stores: Stores) -> Env:
 
 
 async def _all_events(env: Env, room_id: str) -> list[Any]:
-    page = await env.rooms.messages(
+    page = await env.rooms.history.messages(
         ALICE, room_id, direction="f", from_token=None, to_token=None, limit=1000
     )
     return page.chunk
@@ -140,22 +146,22 @@ async def test_membership_flow(env: Env, version: str) -> None:
     assert e.value.status == 403 and "member.join" in e.value.msg
     await env.rooms.set_membership(ALICE, room_id, BOB.user_id, "invite")
     await env.rooms.set_membership(BOB, room_id, BOB.user_id, "join")
-    assert await env.rooms.joined_rooms(BOB) == [room_id]
-    joined = await env.rooms.members(ALICE, room_id, joined_only=True)
+    assert await env.rooms.history.joined_rooms(BOB) == [room_id]
+    joined = await env.rooms.history.joined_members(ALICE, room_id)
     assert sorted(m.event.state_key or "" for m in joined) == [ALICE.user_id, BOB.user_id]
     # bob (power 0) cannot kick alice
     with pytest.raises(MatrixError) as e:
         await env.rooms.set_membership(BOB, room_id, ALICE.user_id, "leave")
     assert e.value.status == 403
     await env.rooms.set_membership(ALICE, room_id, BOB.user_id, "ban", reason="spam")
-    assert await env.rooms.joined_rooms(BOB) == []
+    assert await env.rooms.history.joined_rooms(BOB) == []
     with pytest.raises(MatrixError):
         await env.rooms.set_membership(BOB, room_id, BOB.user_id, "join")
     await env.rooms.set_membership(ALICE, room_id, BOB.user_id, "leave", require_current="ban")
     with pytest.raises(MatrixError):  # not banned any more
         await env.rooms.set_membership(ALICE, room_id, BOB.user_id, "leave", require_current="ban")
     await env.rooms.set_membership(ALICE, room_id, ALICE.user_id, "leave")
-    assert await env.rooms.joined_rooms(ALICE) == []
+    assert await env.rooms.history.joined_rooms(ALICE) == []
 
 
 async def test_auth_failure_persists_nothing(env: Env) -> None:
@@ -234,7 +240,7 @@ async def test_messages_pagination_both_ways(env: Env) -> None:
     seen: list[str] = []
     token: str | None = None
     while True:
-        page = await env.rooms.messages(
+        page = await env.rooms.history.messages(
             ALICE, room_id, direction="b", from_token=token, to_token=None, limit=7
         )
         seen += [e["event_id"] for e in page.chunk]
@@ -245,17 +251,17 @@ async def test_messages_pagination_both_ways(env: Env) -> None:
     assert seen == list(reversed(forward))
     assert len(forward) == len(set(forward)) == 25 + 6  # create, join, power, 2 rules, guest
     # forwards in pages, stopping at a `to` token
-    page1 = await env.rooms.messages(
+    page1 = await env.rooms.history.messages(
         ALICE, room_id, direction="f", from_token=None, to_token=None, limit=10
     )
     assert page1.end is not None
-    page2 = await env.rooms.messages(
+    page2 = await env.rooms.history.messages(
         ALICE, room_id, direction="f", from_token=page1.end, to_token=None, limit=10
     )
     assert [e["event_id"] for e in page1.chunk + page2.chunk] == forward[:20]
     # outsiders read nothing
     with pytest.raises(MatrixError) as e:
-        await env.rooms.messages(
+        await env.rooms.history.messages(
             BOB, room_id, direction="b", from_token=None, to_token=None, limit=5
         )
     assert e.value.status == 403
@@ -321,7 +327,7 @@ async def test_fork_is_merged_with_state_resolution(env: Env, version: str) -> N
     # and the room keeps working on the merged state
     await env.rooms.set_membership(BOB, room_id, BOB.user_id, "join")
     assert BOB.user_id in [
-        m.event.state_key for m in await env.rooms.members(ALICE, room_id, joined_only=True)
+        m.event.state_key for m in await env.rooms.history.joined_members(ALICE, room_id)
     ]
 
 
@@ -343,11 +349,11 @@ async def test_redaction(env: Env, version: str) -> None:
     redaction = await env.rooms.redact(BOB, room_id, msg.event_id, "r3", reason="oops")
     again = await env.rooms.redact(BOB, room_id, msg.event_id, "r3", reason="oops")
     assert again.event_id == redaction.event_id
-    shown = await env.rooms.get_event(ALICE, room_id, msg.event_id)
+    shown = await env.rooms.history.get_event(ALICE, room_id, msg.event_id)
     assert shown["content"] == {}
-    stored_redaction = await env.rooms.get_event(ALICE, room_id, redaction.event_id)
+    stored_redaction = await env.rooms.history.get_event(ALICE, room_id, redaction.event_id)
     assert stored_redaction["redacts"] == msg.event_id
     # the admin can redact others' events
     other = await env.rooms.send(CAROL, room_id, "m.room.message", {"body": "x"}, txn_id="2")
     await env.rooms.redact(ALICE, room_id, other.event_id, "r4")
-    assert (await env.rooms.get_event(BOB, room_id, other.event_id))["content"] == {}
+    assert (await env.rooms.history.get_event(BOB, room_id, other.event_id))["content"] == {}

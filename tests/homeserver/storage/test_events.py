@@ -11,6 +11,7 @@ from homeserver.services.events import EventCreationService
 from homeserver.services.notifier import InProcessNotifier
 from homeserver.services.requester import Requester
 from homeserver.services.rooms import CreateRoomRequest, RoomService
+from homeserver.services.visibility import HistoryVisibility
 from homeserver.storage import Conn, Database, Stores
 from homeserver.storage.events import MIN_CHAIN_ROWS
 from homeserver.storage.schema import state_groups
@@ -37,7 +38,14 @@ def _rooms(stores: Stores) -> RoomService:
         InProcessNotifier(),
         server_name="test.local",
     )
-    return RoomService(stores.events, creator, server_name="test.local", default_room_version="12")
+    return RoomService(
+        stores.events,
+        creator,
+        visibility=HistoryVisibility(stores.room_access),
+        clock=FakeClock(),
+        server_name="test.local",
+        default_room_version="12",
+    )
 
 
 @pytest.mark.parametrize("distinct_keys", [True, False])

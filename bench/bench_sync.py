@@ -1,0 +1,226 @@
+"""``/sync`` benchmarks against a server in a subprocess (see bench/README.md, "Sync").
+
+1. delivery latency: PUT /send → the receiver's pending long-poll returns it, at a fixed rate;
+2. fan-out: one message into a room where 200 members long-poll: deliveries per second and the
+   time until the last member has it;
+3. memory per idle long-poll, with 1,000 open (server RSS before and after, divided);
+4. initial sync of a user in 40 rooms with 25 messages each.
+
+Run: ``.venv/bin/python bench/bench_sync.py [--postgres URL] [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import V3, BenchUser, Server, percentile, register_users, start_server
+
+FILTER = json.dumps({"room": {"timeline": {"limit": 10}}})
+
+
+async def _create_room(c: httpx.AsyncClient, owner: BenchUser, **body: Any) -> str:
+    r = await c.post(f"{V3}/createRoom", json=body, headers=owner.headers)
+    r.raise_for_status()
+    room_id: str = r.json()["room_id"]
+    return room_id
+
+
+async def _join(c: httpx.AsyncClient, user: BenchUser, room_id: str) -> None:
+    r = await c.post(f"{V3}/join/{room_id}", json={}, headers=user.headers)
+    r.raise_for_status()
+
+
+async def _sync(
+    c: httpx.AsyncClient, user: BenchUser, since: str | None = None, timeout: int = 0
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"timeout": timeout, "filter": FILTER}
+    if since:
+        params["since"] = since
+    r = await c.get(f"{V3}/sync", params=params, headers=user.headers, timeout=120)
+    r.raise_for_status()
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def bench_latency(srv: Server, messages: int, rate: float) -> dict[str, float]:
+    """p50/p99 from the PUT starting to the receiver's long-poll returning the event."""
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=60) as c:
+        alice, bob = await register_users(c, "lat", 2)
+        room_id = await _create_room(c, alice, preset="public_chat")
+        await _join(c, bob, room_id)
+        since = (await _sync(c, bob))["next_batch"]
+        latencies: list[float] = []
+        for i in range(messages):
+            sent_at: list[float] = []
+
+            async def send(i: int = i, sent_at: list[float] = sent_at) -> None:
+                await trio.sleep(0.01)  # the poll is parked by now
+                sent_at.append(trio.current_time())
+                r = await c.put(
+                    f"{V3}/rooms/{room_id}/send/m.room.message/l{i}",
+                    json={"msgtype": "m.text", "body": f"m{i}"},
+                    headers=alice.headers,
+                )
+                r.raise_for_status()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                body = await _sync(c, bob, since, timeout=10_000)
+                got_at = trio.current_time()
+            since = body["next_batch"]
+            events = body["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
+            assert any(e.get("content", {}).get("body") == f"m{i}" for e in events), body
+            latencies.append((got_at - sent_at[0]) * 1000)
+            await trio.sleep(max(0.0, 1 / rate - 0.01))
+    return {
+        "messages": messages,
+        "rate_per_s": rate,
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "max_ms": round(max(latencies), 2),
+    }
+
+
+async def bench_fanout(srv: Server, members: int, rounds: int) -> dict[str, float]:
+    """One message, ``members`` long-polls; the time until the last of them has it."""
+    limits = httpx.Limits(max_connections=members + 10, max_keepalive_connections=members + 10)
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=60, limits=limits) as c:
+        users = await register_users(c, "fan", members)
+        owner = users[0]
+        room_id = await _create_room(c, owner, preset="public_chat")
+        for u in users[1:]:
+            await _join(c, u, room_id)
+        tokens = {u.user_id: (await _sync(c, u))["next_batch"] for u in users}
+        results = [
+            await _fanout_round(srv, c, users, room_id, tokens, f"f{r_i}") for r_i in range(rounds)
+        ]
+        best = min(results)
+    return {
+        "members": members,
+        "all_delivered_ms": round(best[0] * 1000, 1),
+        "deliveries_per_s": round(members / best[0]),
+        "server_cpu_ms_per_delivery": round(best[1] * 1000 / members, 3),
+    }
+
+
+async def _fanout_round(
+    srv: Server,
+    c: httpx.AsyncClient,
+    users: list[BenchUser],
+    room_id: str,
+    tokens: dict[str, str],
+    txn: str,
+) -> tuple[float, float]:
+    """Every user long-polls; one message; (seconds until the last has it, server CPU)."""
+    done: list[float] = []
+    parked = trio.Event()
+    started = 0
+
+    async def poll(u: BenchUser) -> None:
+        nonlocal started
+        started += 1
+        if started == len(users):
+            parked.set()
+        body = await _sync(c, u, tokens[u.user_id], timeout=30_000)
+        tokens[u.user_id] = body["next_batch"]
+        done.append(trio.current_time())
+
+    cpu0 = srv.cpu_seconds()
+    async with trio.open_nursery() as nursery:
+        for u in users:
+            nursery.start_soon(poll, u)
+        await parked.wait()
+        await trio.sleep(1.0)  # let every poll reach the server and park
+        t0 = trio.current_time()
+        r = await c.put(
+            f"{V3}/rooms/{room_id}/send/m.room.message/{txn}",
+            json={"msgtype": "m.text", "body": "to everyone"},
+            headers=users[0].headers,
+        )
+        r.raise_for_status()
+    return max(done) - t0, srv.cpu_seconds() - cpu0
+
+
+async def bench_idle_memory(srv: Server, polls: int) -> dict[str, float]:
+    """Server RSS growth per idle long-poll."""
+    limits = httpx.Limits(max_connections=polls + 10, max_keepalive_connections=polls + 10)
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=120, limits=limits) as c:
+        (user,) = await register_users(c, "idle", 1)
+        since = (await _sync(c, user))["next_batch"]
+        # warm up: a few polls, so one-off allocations are not counted
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(_sync, c, user, since, 200)
+        await trio.sleep(0.5)
+        gc.collect()
+        before = srv.rss_bytes()
+        async with trio.open_nursery() as nursery:
+            for _ in range(polls):
+                nursery.start_soon(_sync, c, user, since, 60_000)
+            await trio.sleep(8)  # all parked (the server answers none: nothing changes)
+            during = srv.rss_bytes()
+            nursery.cancel_scope.cancel()
+    return {
+        "idle_polls": polls,
+        "rss_before_mib": round(before / 2**20, 1),
+        "rss_during_mib": round(during / 2**20, 1),
+        "kib_per_poll": round((during - before) / polls / 1024, 1),
+    }
+
+
+async def bench_initial_sync(srv: Server, rooms: int, messages: int) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=120) as c:
+        (user,) = await register_users(c, "init", 1)
+        for r_i in range(rooms):
+            room_id = await _create_room(c, user, name=f"room {r_i}")
+            for m in range(messages):
+                r = await c.put(
+                    f"{V3}/rooms/{room_id}/send/m.room.message/i{r_i}_{m}",
+                    json={"msgtype": "m.text", "body": f"message {m}"},
+                    headers=user.headers,
+                )
+                r.raise_for_status()
+        times = []
+        for _ in range(10):
+            t0 = trio.current_time()
+            body = await _sync(c, user)
+            times.append(trio.current_time() - t0)
+            assert len(body["rooms"]["join"]) == rooms
+    return {
+        "rooms": rooms,
+        "messages_per_room": messages,
+        "best_ms": round(min(times) * 1000, 1),
+        "median_ms": round(percentile(times, 50) * 1000, 1),
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    quick = args.quick
+    results: dict[str, Any] = {"database": "postgresql" if args.postgres else "sqlite"}
+    async with start_server(args.postgres) as srv:
+        results["latency"] = await bench_latency(srv, 40 if quick else 200, 5.0)
+        print(json.dumps(results["latency"]), flush=True)
+        results["fanout"] = await bench_fanout(srv, 50 if quick else 200, 3)
+        print(json.dumps(results["fanout"]), flush=True)
+        results["initial_sync"] = await bench_initial_sync(srv, 40, 25)
+        print(json.dumps(results["initial_sync"]), flush=True)
+    async with start_server(args.postgres) as srv:
+        results["idle_memory"] = await bench_idle_memory(srv, 200 if quick else 1000)
+        print(json.dumps(results["idle_memory"]), flush=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--postgres", help="a PostgreSQL URL (default: SQLite in a temp dir)")
+    parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    trio.run(main, parser.parse_args())

@@ -1,0 +1,673 @@
+"""``GET /sync``: what changed for one device since its last token.
+
+Shape of one request (:meth:`SyncService.sync`):
+
+1. Register a listener on the notifier under the user's ID and every room it is joined to,
+   *before* reading anything: a write that commits after this point wakes the listener, one that
+   committed before is visible to the reads. Nothing is missed either way.
+2. ``now`` = the committed position of every stream (typing: the typing service's counter).
+3. Build the response for (since, now]. Every query is bounded by ``now``, so the response is
+   exactly what ``next_batch = now`` claims.
+4. Incremental request with an empty result: wait on the listener until the timeout, then go to 2.
+
+Incremental cost: the user's membership changes (partial index), the joined rooms with events in
+the range (a range scan of the stream joined to one membership row per event), then per changed
+room one unit of work for its timeline window and state. Rooms that did not change cost one
+entry in an in-memory set (the user's joined rooms, read once per request).
+
+History visibility, typing, receipts, presence and the E2EE parts are optional collaborators, so
+each can be built and tested on its own; :mod:`homeserver.app` wires all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from federation.core.events import StateKey
+from homeserver.clock import Clock
+from homeserver.errors import InvalidParam
+from homeserver.services.events import client_event
+from homeserver.services.filtering import RoomEventFilter, SyncFilter
+from homeserver.services.notifier import InProcessNotifier
+from homeserver.storage.account_data import GLOBAL, AccountDataStore
+from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.storage.stream_ids import StreamIdGenerator
+from homeserver.storage.sync import MembershipRow, SyncStore
+from homeserver.streams import InvalidStreamToken, StreamName, StreamToken
+
+__all__ = ["SyncRequest", "SyncService", "parse_since"]
+
+logger = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+
+#: State shown to invitees and knockers (spec: "stripped state", recommended event types).
+STRIPPED_STATE_TYPES = (
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+    "m.room.guest_access",
+    "m.room.history_visibility",
+)
+#: How many extra windows to read when a filter drops timeline events.
+_MAX_REFILLS = 3
+#: Streams whose positions live in memory and restart from 0 (not checked for "future" tokens).
+_EPHEMERAL_STREAMS = frozenset({StreamName.TYPING})
+
+
+# --- collaborators (optional) -------------------------------------------------------------------
+
+
+class Visibility(Protocol):
+    async def filter_events_for_user(
+        self, user_id: str, events: Sequence[StoredEvent]
+    ) -> list[StoredEvent]: ...
+
+
+class TypingSource(Protocol):
+    def current_position(self) -> int: ...
+
+    def typing_events(
+        self, room_ids: Collection[str], since_pos: int | None
+    ) -> dict[str, JsonDict]: ...
+
+
+class ReceiptsSource(Protocol):
+    async def receipt_events(
+        self, user_id: str, room_ids: Collection[str], from_pos: int | None, to_pos: int
+    ) -> dict[str, JsonDict]: ...
+
+
+class PresenceSource(Protocol):
+    async def on_sync(self, user_id: str, set_presence: str | None) -> None: ...
+
+    async def presence_events(
+        self, user_id: str, from_pos: int | None, to_pos: int
+    ) -> list[JsonDict]: ...
+
+
+class E2eeSource(Protocol):
+    async def to_device_messages(
+        self, user_id: str, device_id: str, since_pos: int, up_to_pos: int, limit: int = 100
+    ) -> tuple[list[JsonDict], int]: ...
+
+    async def ack_to_device(self, user_id: str, device_id: str, up_to_pos: int) -> None: ...
+
+    async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]: ...
+
+    async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]: ...
+
+    async def device_list_changes(
+        self, user_id: str, from_token: StreamToken, to_token: StreamToken
+    ) -> tuple[set[str], set[str]]: ...
+
+
+# --- request ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    user_id: str
+    device_id: str | None
+    filter: SyncFilter
+    since: StreamToken | None = None
+    full_state: bool = False
+    timeout_ms: int = 0
+    set_presence: str | None = None
+
+
+def parse_since(text: str | None) -> StreamToken | None:
+    """Parse a ``since`` token.
+
+    Raises:
+        InvalidParam: not a token this server hands out.
+    """
+    if text is None or text == "":
+        return None
+    try:
+        return StreamToken.parse(text)
+    except InvalidStreamToken:
+        raise InvalidParam(f"Invalid since token {text!r}") from None
+
+
+@dataclass
+class _Memberships:
+    """The user's rooms by current membership."""
+
+    current: dict[str, MembershipRow]
+
+    def rooms(self, membership: str) -> list[str]:
+        return sorted(r for r, m in self.current.items() if m.membership == membership)
+
+
+@dataclass
+class _Response:
+    next_batch: StreamToken
+    join: dict[str, JsonDict] = field(default_factory=dict)
+    invite: dict[str, JsonDict] = field(default_factory=dict)
+    leave: dict[str, JsonDict] = field(default_factory=dict)
+    knock: dict[str, JsonDict] = field(default_factory=dict)
+    account_data: list[JsonDict] = field(default_factory=list)
+    presence: list[JsonDict] = field(default_factory=list)
+    to_device: list[JsonDict] = field(default_factory=list)
+    device_changed: set[str] = field(default_factory=set)
+    device_left: set[str] = field(default_factory=set)
+    otk_counts: dict[str, int] = field(default_factory=dict)
+    fallback_types: list[str] | None = None
+
+    def is_empty(self) -> bool:
+        return not (
+            self.join
+            or self.invite
+            or self.leave
+            or self.knock
+            or self.account_data
+            or self.presence
+            or self.to_device
+            or self.device_changed
+            or self.device_left
+        )
+
+    def to_json(self) -> JsonDict:
+        body: JsonDict = {
+            "next_batch": self.next_batch.to_string(),
+            "rooms": {
+                "join": self.join,
+                "invite": self.invite,
+                "leave": self.leave,
+                "knock": self.knock,
+            },
+            "account_data": {"events": self.account_data},
+            "presence": {"events": self.presence},
+            "to_device": {"events": self.to_device},
+            "device_lists": {
+                "changed": sorted(self.device_changed),
+                "left": sorted(self.device_left),
+            },
+            "device_one_time_keys_count": self.otk_counts,
+        }
+        if self.fallback_types is not None:
+            body["device_unused_fallback_key_types"] = self.fallback_types
+        return body
+
+
+# --- the service --------------------------------------------------------------------------------
+
+
+class SyncService:
+    """Builds ``/sync`` responses and holds long-polls.
+
+    Args:
+        store: the sync reads.
+        events: the event store (state events by ID).
+        account_data: account data changes by stream position.
+        streams: committed stream positions.
+        notifier: where long-polls wait.
+        clock: for ``unsigned.age``.
+        visibility, typing, receipts, presence, e2ee: optional collaborators.
+        max_timeout_ms: the longest a long-poll is held, whatever the client asks.
+    """
+
+    def __init__(
+        self,
+        store: SyncStore,
+        events: EventStore,
+        account_data: AccountDataStore,
+        streams: StreamIdGenerator,
+        notifier: InProcessNotifier,
+        clock: Clock,
+        *,
+        visibility: Visibility | None = None,
+        typing: TypingSource | None = None,
+        receipts: ReceiptsSource | None = None,
+        presence: PresenceSource | None = None,
+        e2ee: E2eeSource | None = None,
+        max_timeout_ms: int = 300_000,
+    ) -> None:
+        self._store = store
+        self._events = events
+        self._account_data = account_data
+        self._streams = streams
+        self._notifier = notifier
+        self._clock = clock
+        self._visibility = visibility
+        self._typing = typing
+        self._receipts = receipts
+        self._presence = presence
+        self._e2ee = e2ee
+        self._max_timeout_ms = max_timeout_ms
+
+    async def current_token(self) -> StreamToken:
+        token = await self._streams.current_token()
+        if self._typing is not None:
+            token = StreamToken(
+                {**token.positions, StreamName.TYPING: self._typing.current_position()}
+            )
+        return token
+
+    async def sync(self, req: SyncRequest) -> JsonDict:
+        """One ``/sync`` request (see the module docstring)."""
+        if self._presence is not None:
+            await self._presence.on_sync(req.user_id, req.set_presence)
+        if req.since is not None and self._e2ee is not None and req.device_id is not None:
+            # the device has everything up to its token: its to-device messages can go
+            await self._e2ee.ack_to_device(
+                req.user_id, req.device_id, req.since.get(StreamName.TO_DEVICE)
+            )
+        memberships = await self._memberships(req.user_id)
+        timeout_s = min(max(req.timeout_ms, 0), self._max_timeout_ms) / 1000
+        deadline = trio.current_time() + timeout_s
+        wait = req.since is not None and not req.full_state and timeout_s > 0
+        while True:
+            keys = [req.user_id, *memberships.rooms("join")]
+            listener = self._notifier.listen(keys)
+            try:
+                now = await self.current_token()
+                if req.since is not None:
+                    self._check_not_future(req.since, now)
+                response = await self._build(req, memberships, now)
+                if not wait or not response.is_empty():
+                    return response.to_json()
+                with trio.move_on_at(deadline):
+                    await listener.wait()
+                if trio.current_time() >= deadline:
+                    return response.to_json()
+            finally:
+                self._notifier.unlisten(listener)
+            memberships = await self._memberships(req.user_id)
+
+    def _check_not_future(self, since: StreamToken, now: StreamToken) -> None:
+        for name in StreamName:
+            if name not in _EPHEMERAL_STREAMS and since.get(name) > now.get(name):
+                raise InvalidParam("The since token is ahead of this server's streams")
+
+    async def _memberships(self, user_id: str) -> _Memberships:
+        rows = await self._store.current_memberships(user_id)
+        return _Memberships({r.room_id: r for r in rows})
+
+    # --- building ---------------------------------------------------------------------------
+
+    async def _build(
+        self, req: SyncRequest, memberships: _Memberships, now: StreamToken
+    ) -> _Response:
+        since = req.since
+        response = _Response(next_batch=now)
+        joined = set(memberships.rooms("join"))
+        events_since = None if since is None else since.get(StreamName.EVENTS)
+        events_now = now.get(StreamName.EVENTS)
+        room_filter = req.filter.room
+
+        # which joined rooms to emit, and which of them in full
+        full_rooms: set[str] = set()
+        changed_rooms: set[str] = set()
+        leave_events: dict[str, MembershipRow] = {}
+        new_invites: set[str] = set()
+        new_knocks: set[str] = set()
+        if since is None or req.full_state:
+            full_rooms = set(joined)
+            new_invites = set(memberships.rooms("invite"))
+            new_knocks = set(memberships.rooms("knock"))
+            if room_filter.include_leave:
+                for state in ("leave", "ban"):
+                    for room_id in memberships.rooms(state):
+                        leave_events[room_id] = memberships.current[room_id]
+        else:
+            assert events_since is not None
+            if events_since < events_now:
+                for change in await self._store.membership_changes(
+                    req.user_id, events_since, events_now
+                ):
+                    current = memberships.current.get(change.room_id)
+                    if current is None:
+                        continue
+                    if change.membership == "join" and current.membership == "join":
+                        full_rooms.add(change.room_id)
+                    elif current.membership in ("leave", "ban") and change.membership in (
+                        "leave",
+                        "ban",
+                    ):
+                        leave_events[change.room_id] = change
+                    elif current.membership == "invite" and change.membership == "invite":
+                        new_invites.add(change.room_id)
+                    elif current.membership == "knock" and change.membership == "knock":
+                        new_knocks.add(change.room_id)
+                changed_rooms = await self._store.joined_rooms_with_events(
+                    req.user_id, events_since, events_now
+                )
+        joined_visible = {r for r in joined if room_filter.includes_room(r)}
+
+        # ephemeral and room account data
+        ephemeral = await self._ephemeral(req, since, now, joined_visible)
+        room_account_data, global_account_data = await self._account_data_changes(req, since, now)
+        response.account_data = global_account_data
+
+        emit = (
+            full_rooms | changed_rooms | set(ephemeral) | set(room_account_data)
+        ) & joined_visible
+        for room_id in sorted(emit):
+            entry = await self._joined_room(
+                req,
+                room_id,
+                full=room_id in full_rooms,
+                since=since,
+                now=now,
+            )
+            eph = [e for e in ephemeral.get(room_id, []) if room_filter.ephemeral.matches(e)]
+            entry["ephemeral"] = {"events": eph}
+            entry["account_data"] = {
+                "events": [
+                    e
+                    for e in room_account_data.get(room_id, [])
+                    if room_filter.account_data.matches(e)
+                ]
+            }
+            response.join[room_id] = entry
+
+        for room_id in sorted(new_invites):
+            if room_filter.includes_room(room_id):
+                response.invite[room_id] = {
+                    "invite_state": {
+                        "events": await self._stripped_state(
+                            room_id, memberships.current[room_id].event_id
+                        )
+                    }
+                }
+        for room_id in sorted(new_knocks):
+            if room_filter.includes_room(room_id):
+                response.knock[room_id] = {
+                    "knock_state": {
+                        "events": await self._stripped_state(
+                            room_id, memberships.current[room_id].event_id
+                        )
+                    }
+                }
+        for room_id, change in sorted(leave_events.items()):
+            if room_filter.includes_room(room_id):
+                response.leave[room_id] = await self._left_room(req, room_id, change, since)
+
+        await self._other_streams(req, since, now, response)
+        return response
+
+    async def _joined_room(
+        self,
+        req: SyncRequest,
+        room_id: str,
+        *,
+        full: bool,
+        since: StreamToken | None,
+        now: StreamToken,
+    ) -> JsonDict:
+        from_pos = None if full or since is None else since.get(StreamName.EVENTS)
+        return await self._room_entry(
+            req, room_id, from_pos=from_pos, to_pos=now.get(StreamName.EVENTS), full=full
+        )
+
+    async def _left_room(
+        self, req: SyncRequest, room_id: str, change: MembershipRow, since: StreamToken | None
+    ) -> JsonDict:
+        from_pos = None if since is None else since.get(StreamName.EVENTS)
+        entry = await self._room_entry(
+            req, room_id, from_pos=from_pos, to_pos=change.stream_ordering, full=since is None
+        )
+        entry["account_data"] = {"events": []}
+        entry.pop("summary", None)
+        return entry
+
+    async def _room_entry(
+        self, req: SyncRequest, room_id: str, *, from_pos: int | None, to_pos: int, full: bool
+    ) -> JsonDict:
+        """The timeline and state of one room for the range (from_pos, to_pos]."""
+        filt = req.filter
+        timeline_filter = filt.room.timeline
+        limit = filt.timeline_limit
+        window = await self._store.load_room(room_id, from_pos=from_pos, to_pos=to_pos, limit=limit)
+        timeline, limited, dropped = await self._select_timeline(
+            req, room_id, window.timeline, window.exhausted, from_pos, limit, timeline_filter
+        )
+        # the state at the timeline's start: needed for a full room, or to diff against the
+        # state at ``from_pos`` when the timeline does not show every state change in the range
+        state_ids: dict[StateKey, str] = {}
+        state_at_start: dict[StateKey, str] = {}
+        full = full or from_pos is None
+        lazy = filt.room.state.lazy_load_members
+        if full or limited or dropped or lazy:
+            start_pos = timeline[0].stream_ordering - 1 if timeline else to_pos
+            if full or not (limited or dropped):
+                (start,) = await self._store.states_at(room_id, [start_pos])
+                since_state = None
+            else:
+                assert from_pos is not None
+                start, since_state = await self._store.states_at(room_id, [start_pos, from_pos])
+            state_at_start = start or {}
+            if full:
+                state_ids = dict(state_at_start)
+            elif limited or dropped:
+                before = since_state or {}
+                state_ids = {k: v for k, v in state_at_start.items() if before.get(k) != v}
+        state_filter = filt.room.state
+        if lazy:
+            # members only for the timeline's senders (and the user), whether or not they changed
+            senders = {e.event.sender for e in timeline} | {req.user_id}
+            state_ids = {
+                k: v for k, v in state_ids.items() if k[0] != "m.room.member" or k[1] in senders
+            }
+            for sender in senders:
+                key = ("m.room.member", sender)
+                if key in state_at_start:
+                    state_ids[key] = state_at_start[key]
+        in_timeline = {e.event.event_id for e in timeline}
+        state_ids = {k: v for k, v in state_ids.items() if v not in in_timeline}
+        state_events = await self._events.get_events(state_ids.values())
+        state_json = [
+            self._format(req, state_events[eid])
+            for eid in sorted(state_ids.values())
+            if eid in state_events
+        ]
+        state_json = [e for e in state_json if state_filter.matches(e)]
+
+        txns: dict[str, str] = {}
+        if req.device_id is not None:
+            own = [e.event.event_id for e in timeline if e.event.sender == req.user_id]
+            txns = await self._store.transaction_ids(req.user_id, req.device_id, room_id, own)
+        timeline_json = [self._format(req, e, txns.get(e.event.event_id)) for e in timeline]
+        prev_batch = _prev_batch(timeline, window.timeline)
+        entry: JsonDict = {
+            "timeline": {"events": timeline_json, "limited": limited, "prev_batch": prev_batch},
+            "state": {"events": state_json},
+        }
+        members_changed = any(k[0] == "m.room.member" for k in state_ids) or any(
+            e.event.type == "m.room.member" for e in timeline
+        )
+        if full or members_changed:
+            entry["summary"] = await self._summary(room_id, req.user_id)
+        return entry
+
+    async def _select_timeline(
+        self,
+        req: SyncRequest,
+        room_id: str,
+        window: list[StoredEvent],
+        exhausted: bool,
+        from_pos: int | None,
+        limit: int,
+        timeline_filter: RoomEventFilter,
+    ) -> tuple[list[StoredEvent], bool, bool]:
+        """The timeline (oldest first), whether it is limited, and whether events of the range
+        were dropped by the filter or history visibility (so the state must be diffed)."""
+        candidates = list(window)  # newest first
+        selected: list[StoredEvent] = []
+        dropped = False
+        refills = 0
+        while True:
+            batch = candidates[: limit + 1 - len(selected)] if candidates else []
+            consumed = len(batch)
+            keep = await self._visible(req.user_id, batch)
+            matching = [e for e in keep if timeline_filter.matches(client_event(e))]
+            if len(matching) != len(batch):
+                dropped = True
+            selected.extend(matching)
+            candidates = candidates[consumed:]
+            if len(selected) > limit:
+                return list(reversed(selected[:limit])), True, dropped
+            if candidates:
+                continue
+            if exhausted:
+                return list(reversed(selected)), False, dropped
+            if refills >= _MAX_REFILLS or not batch:
+                return list(reversed(selected)), True, dropped
+            refills += 1
+            oldest = batch[-1].stream_ordering
+            more = await self._store.older_events(
+                room_id, from_pos=from_pos, before_pos=oldest, limit=2 * (limit + 1)
+            )
+            exhausted = len(more) < 2 * (limit + 1)
+            candidates = more
+
+    async def _visible(self, user_id: str, newest_first: list[StoredEvent]) -> list[StoredEvent]:
+        if self._visibility is None or not newest_first:
+            return newest_first
+        visible = await self._visibility.filter_events_for_user(
+            user_id, list(reversed(newest_first))
+        )
+        return list(reversed(visible))
+
+    def _format(self, req: SyncRequest, stored: StoredEvent, txn_id: str | None = None) -> JsonDict:
+        if req.filter.event_format == "federation":
+            return req.filter.format_event(dict(stored.event.pdu))
+        event = client_event(stored)
+        del event["room_id"]  # sync's ClientEventWithoutRoomID
+        unsigned = event["unsigned"]
+        unsigned["age"] = max(0, self._clock.time_ms() - stored.event.origin_server_ts)
+        if txn_id is not None:
+            unsigned["transaction_id"] = txn_id
+        return req.filter.format_event(event)
+
+    async def _summary(self, room_id: str, user_id: str) -> JsonDict:
+        counts, heroes = await self._store.summary(room_id, user_id)
+        return {
+            "m.heroes": heroes,
+            "m.joined_member_count": counts.get("join", 0),
+            "m.invited_member_count": counts.get("invite", 0),
+        }
+
+    async def _stripped_state(self, room_id: str, membership_event_id: str) -> list[JsonDict]:
+        current = await self._events.get_current_state_events(room_id)
+        out: list[JsonDict] = []
+        for event_type in STRIPPED_STATE_TYPES:
+            stored = current.get((event_type, ""))
+            if stored is not None:
+                out.append(_stripped(stored))
+        own = await self._events.get_event(membership_event_id)
+        if own is not None:
+            out.append(_stripped(own))
+        return out
+
+    async def _ephemeral(
+        self,
+        req: SyncRequest,
+        since: StreamToken | None,
+        now: StreamToken,
+        rooms: set[str],
+    ) -> dict[str, list[JsonDict]]:
+        out: dict[str, list[JsonDict]] = {}
+        if not rooms:
+            return out
+        if self._typing is not None:
+            typing_since = None if since is None else since.get(StreamName.TYPING)
+            if typing_since is not None and typing_since > self._typing.current_position():
+                typing_since = None  # the counter restarted with the server
+            if typing_since is None or typing_since < now.get(StreamName.TYPING):
+                for room_id, event in self._typing.typing_events(rooms, typing_since).items():
+                    out.setdefault(room_id, []).append(event)
+        if self._receipts is not None:
+            from_pos = None if since is None else since.get(StreamName.RECEIPTS)
+            if from_pos is None or from_pos < now.get(StreamName.RECEIPTS):
+                found = await self._receipts.receipt_events(
+                    req.user_id, rooms, from_pos, now.get(StreamName.RECEIPTS)
+                )
+                for room_id, event in found.items():
+                    out.setdefault(room_id, []).append(event)
+        return out
+
+    async def _account_data_changes(
+        self, req: SyncRequest, since: StreamToken | None, now: StreamToken
+    ) -> tuple[dict[str, list[JsonDict]], list[JsonDict]]:
+        from_pos = 0 if since is None else since.get(StreamName.ACCOUNT_DATA)
+        to_pos = now.get(StreamName.ACCOUNT_DATA)
+        per_room: dict[str, list[JsonDict]] = {}
+        global_: list[JsonDict] = []
+        if from_pos >= to_pos:
+            return per_room, global_
+        for row in await self._account_data.changed_since(req.user_id, from_pos):
+            if row.stream_id > to_pos:
+                continue
+            event = {"type": row.data_type, "content": dict(row.content)}
+            if row.room_id == GLOBAL:
+                if req.filter.account_data.matches(event):
+                    global_.append(event)
+            else:
+                per_room.setdefault(row.room_id, []).append(event)
+        return per_room, global_
+
+    async def _other_streams(
+        self, req: SyncRequest, since: StreamToken | None, now: StreamToken, response: _Response
+    ) -> None:
+        if self._presence is not None:
+            from_pos = None if since is None else since.get(StreamName.PRESENCE)
+            if from_pos is None or from_pos < now.get(StreamName.PRESENCE):
+                events = await self._presence.presence_events(
+                    req.user_id, from_pos, now.get(StreamName.PRESENCE)
+                )
+                response.presence = [e for e in events if req.filter.presence.matches(e)]
+        if self._e2ee is None or req.device_id is None:
+            return
+        device = req.device_id
+        to_device_from = 0 if since is None else since.get(StreamName.TO_DEVICE)
+        to_device_now = now.get(StreamName.TO_DEVICE)
+        if to_device_from < to_device_now:
+            messages, reached = await self._e2ee.to_device_messages(
+                req.user_id, device, to_device_from, to_device_now
+            )
+            response.to_device = messages
+            if reached < to_device_now:
+                response.next_batch = StreamToken(
+                    {**response.next_batch.positions, StreamName.TO_DEVICE: reached}
+                )
+        if since is not None and (
+            since.get(StreamName.DEVICE_LISTS) < now.get(StreamName.DEVICE_LISTS)
+            or since.get(StreamName.EVENTS) < now.get(StreamName.EVENTS)
+        ):
+            changed, left = await self._e2ee.device_list_changes(req.user_id, since, now)
+            response.device_changed = changed
+            response.device_left = left
+        response.otk_counts = await self._e2ee.one_time_key_counts(req.user_id, device)
+        response.fallback_types = await self._e2ee.unused_fallback_key_types(req.user_id, device)
+
+
+def _stripped(stored: StoredEvent) -> JsonDict:
+    event = stored.event
+    return {
+        "type": event.type,
+        "state_key": event.state_key or "",
+        "content": dict(event.content),
+        "sender": event.sender,
+    }
+
+
+def _prev_batch(timeline: list[StoredEvent], window: list[StoredEvent]) -> str:
+    """A ``/messages`` token that pages backwards from just before the timeline's first event."""
+    first = timeline[0] if timeline else (window[0] if window else None)
+    if first is None:
+        return "t9223372036854775807_9223372036854775807"
+    if timeline:
+        return f"t{first.depth}_{first.stream_ordering}"
+    return f"t{first.depth}_{first.stream_ordering + 1}"
