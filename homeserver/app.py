@@ -47,12 +47,13 @@ from homeserver.api.client.login import LoginApi
 from homeserver.api.client.openid import OpenIdApi
 from homeserver.api.client.presence import PresenceApi  # typing, receipts, presence (issue 7)
 from homeserver.api.client.profile import ProfileApi
+from homeserver.api.client.push_rules import PushRulesApi
 from homeserver.api.client.receipts import ReceiptsApi  # typing, receipts, presence (issue 7)
 from homeserver.api.client.register import RegisterApi
 from homeserver.api.client.registration_lock import RegistrationLockApi  # issue 5
 from homeserver.api.client.room_keys import RoomKeysApi  # e2ee (issue 8)
 from homeserver.api.client.room_upgrade import RoomUpgradeApi  # room upgrades (issue 6)
-from homeserver.api.client.rooms import RoomsApi  # rooms (issue 6)
+from homeserver.api.client.rooms import RoomsApi, SendEventEndpoint  # rooms (issue 6)
 from homeserver.api.client.sync import SyncEndpoint
 from homeserver.api.client.tags import TagsApi
 from homeserver.api.client.to_device import ToDeviceApi  # e2ee (issue 8)
@@ -90,6 +91,7 @@ from homeserver.services.passwords import PasswordHasher
 from homeserver.services.presence import PresenceService  # typing, receipts, presence (issue 7)
 from homeserver.services.profile import ProfileService
 from homeserver.services.profile_propagation import ProfilePropagator  # rooms access (issue 6)
+from homeserver.services.push_rules import PushRulesService
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.receipts import ReceiptsService  # typing, receipts, presence (issue 7)
 from homeserver.services.registration import RegistrationService
@@ -356,6 +358,8 @@ class _Rooms:
     visibility: HistoryVisibility
     profile_propagator: ProfilePropagator
     apis: list[object]
+    #: served as plain ASGI (homeserver/api/raw.py)
+    raw: list[RawEndpoint]
 
 
 def _rooms(
@@ -389,6 +393,7 @@ def _rooms(
         visibility,
         ProfilePropagator(rooms),
         [RoomsApi(rooms, cfg.limits.max_request_body_bytes)],
+        [SendEventEndpoint(rooms, cfg.limits.max_request_body_bytes)],
     )
 
 
@@ -649,10 +654,6 @@ def _registration_lock(
 def _push_rules_apis(cfg: Config, stores: Stores, notifier: Notifier) -> list[object]:
     """``/pushrules/``: the user's push rules, stored as ``m.push_rules`` global account data
     (every change wakes the owner's ``/sync`` through ``notifier``)."""
-    # Imported here to keep this feature's wiring in its own section (they may move up top).
-    from homeserver.api.client.push_rules import PushRulesApi
-    from homeserver.services.push_rules import PushRulesService
-
     service = PushRulesService(stores.account_data, notifier)
     return [PushRulesApi(service, cfg.limits.max_request_body_bytes)]
 
@@ -742,6 +743,7 @@ async def serve_homeserver(
                 *directory_apis["client"],  # room directory and upgrades (issue 6)
                 *filter_apis,  # sync and filters (issue 7)
                 *live.apis,  # typing, receipts, presence (issue 7)
+                *_push_rules_apis(cfg, stores, notifier),  # push rules
             ],
             "federation": [*account_surface.apis["federation"]],
             "media": [*media.apis],  # media (issue 9)
@@ -763,9 +765,16 @@ async def serve_homeserver(
                         gate=gate,
                     )
                     raw: list[RawEndpoint] = (
-                        [sync_endpoint] if "client" in listener.resources else []
+                        [sync_endpoint, *rooms.raw] if "client" in listener.resources else []
                     )
-                    inner = RawRoutes(app, raw, accounts.auth, _log_request_failure)  # type: ignore[arg-type]
+                    inner = RawRoutes(
+                        app,  # type: ignore[arg-type]
+                        raw,
+                        accounts.auth,
+                        _log_request_failure,
+                        rate_limiter=rate_limiter,
+                        on_activity=live.presence.on_activity,
+                    )
                     asgi = ObservedApp(inner, metrics, cfg.cors.allowed_origins)
                     urls = await servers.start(
                         partial(

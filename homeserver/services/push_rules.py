@@ -24,7 +24,7 @@ Not here yet: evaluating the rules against events (unread counts in ``/sync``, p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from homeserver.errors import Codes, MatrixError
@@ -72,7 +72,7 @@ class PushRulesService:
         _check_not_guest(requester)
         user_id = requester.user_id
 
-        def change(current: JsonDict | Any) -> JsonDict | None:
+        def change(current: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
             before = PushRuleset.from_content(user_id, current)
             after = edit(before).to_content()
             if current is not None and after == current:

@@ -31,7 +31,7 @@ of stored content uses them too, and skips what does not pass.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -440,7 +440,7 @@ class PushRuleset:
         """
         return self._change(kind, rule_id, lambda r: replace(r, actions=actions))
 
-    def _change(self, kind: str, rule_id: str, edit: Any) -> PushRuleset:
+    def _change(self, kind: str, rule_id: str, edit: Callable[[PushRule], PushRule]) -> PushRuleset:
         self.get(kind, rule_id)
         user = [edit(r) if r.rule_id == rule_id else r for r in self._user[kind]]
         defaults = [edit(r) if r.rule_id == rule_id else r for r in self._defaults[kind]]

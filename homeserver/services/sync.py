@@ -34,6 +34,7 @@ from homeserver.errors import InvalidParam
 from homeserver.services.events import client_event
 from homeserver.services.filtering import RoomEventFilter, SyncFilter
 from homeserver.services.notifier import InProcessNotifier
+from homeserver.services.push_rules import default_push_rules_event
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.stream_ids import StreamIdGenerator
@@ -348,6 +349,11 @@ class SyncService:
         # ephemeral and room account data
         ephemeral = await self._ephemeral(req, since, now, joined_visible)
         room_account_data, global_account_data = await self._account_data_changes(req, since, now)
+        if since is None and not any(e["type"] == "m.push_rules" for e in global_account_data):
+            # the rules are stored once the user changes one; until then, the defaults
+            event = default_push_rules_event(req.user_id)
+            if req.filter.account_data.matches(event):
+                global_account_data.append(event)
         response.account_data = global_account_data
 
         emit = (

@@ -133,3 +133,14 @@ async def test_js_harness_reports_failures(server):
     """A scenario that fails raises with the SDK's error, not a silent pass."""
     with pytest.raises(JsScenarioFailed, match="M_UNKNOWN_TOKEN"):
         await run_js("whoami", server.base_url, "not-a-token")
+
+
+async def test_js_sdk_sync_loops_see_each_other(server):
+    """Two clients with ``startClient`` running: invite, join, message, typing and a read
+    receipt each reach the other client through its /sync loop."""
+    out = await run_js("sync", server.base_url)
+    assert out["invitedRoomName"] == "js sync room"
+    assert out["messageBody"] == "hello from alice" and out["messageIdMatches"] is True
+    assert out["members"] == [f"@jsalice:{SERVER_NAME}", f"@jsbob:{SERVER_NAME}"]
+    assert out["sawTyping"] is True
+    assert out["receiptEventId"] == out["sentEventId"]

@@ -20,6 +20,7 @@ from quart import request
 
 from homeserver.api._http import JsonDict, read_json_body, route
 from homeserver.api.client._body import optional_json_body, optional_string, required_string
+from homeserver.api.raw import RawRequest
 from homeserver.errors import BadJson, Forbidden, InvalidParam
 from homeserver.services.filtering import (
     RoomEventFilter,
@@ -35,7 +36,7 @@ from homeserver.services.rooms import (
     check_room_id,
 )
 
-__all__ = ["RoomsApi"]
+__all__ = ["RoomsApi", "SendEventEndpoint"]
 
 _PREFIX = "/_matrix/client/v3"
 _V1 = "/_matrix/client/v1"
@@ -170,27 +171,6 @@ class RoomsApi:
         """
         req = parse_create_room(await optional_json_body(self._max_body))
         return {"room_id": await self._rooms.create_room(requester, req)}
-
-    @route(
-        "PUT",
-        f"{_PREFIX}/rooms/{{room_id}}/send/{{event_type}}/{{txn_id}}",
-        auth="user",
-        rate_limit="message",
-    )
-    async def send(
-        self, requester: Requester, room_id: str, event_type: str, txn_id: str
-    ) -> JsonDict:
-        """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}.
-
-        Spec: #put_matrixclientv3roomsroomidsendeventtypetxnid. "This endpoint is used to send a
-        message event to a room." The same ``txnId`` from the same device returns the same
-        ``event_id``.
-        """
-        check_room_id(room_id)
-        _check_event_type(event_type)
-        body = await read_json_body(self._max_body)
-        sent = await self._rooms.send(requester, room_id, event_type, body, txn_id=txn_id)
-        return {"event_id": sent.event_id}
 
     @route(
         "PUT",
@@ -546,3 +526,36 @@ class RoomsApi:
             requester, room_id, ts, cast(Literal["b", "f"], direction)
         )
         return {"event_id": found.event.event_id, "origin_server_ts": found.event.origin_server_ts}
+
+
+class SendEventEndpoint:
+    """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}, served as a raw endpoint
+    (:mod:`homeserver.api.raw`): the request every message is.
+
+    Spec: #put_matrixclientv3roomsroomidsendeventtypetxnid. "This endpoint is used to send a
+    message event to a room." The same ``txnId`` from the same device returns the same
+    ``event_id``.
+
+    Args:
+        rooms: the room service.
+        max_body_bytes: the body limit (``413 M_TOO_LARGE`` above it).
+    """
+
+    method = "PUT"
+    path = f"{_PREFIX}/rooms/{{room_id}}/send/{{event_type}}/{{txn_id}}"
+    rate_limit: str | None = "message"
+
+    def __init__(self, rooms: RoomService, max_body_bytes: int) -> None:
+        self._rooms = rooms
+        self.json_body_limit = max_body_bytes
+
+    async def __call__(self, request: RawRequest) -> JsonDict:
+        room_id = request.params["room_id"]
+        event_type = request.params["event_type"]
+        check_room_id(room_id)
+        _check_event_type(event_type)
+        assert request.body is not None
+        sent = await self._rooms.send(
+            request.requester, room_id, event_type, request.body, txn_id=request.params["txn_id"]
+        )
+        return {"event_id": sent.event_id}

@@ -62,6 +62,8 @@ class SyncEndpoint:
 
     method = "GET"
     path = "/_matrix/client/v3/sync"
+    rate_limit: str | None = None
+    json_body_limit = 0
 
     def __init__(self, sync: SyncService, filters: FilterResolver) -> None:
         self._sync = sync

@@ -23,6 +23,8 @@ class FakeAuth:
 class Endpoint:
     method = "GET"
     path = "/hot"
+    rate_limit: str | None = None
+    json_body_limit = 0
 
     def __init__(self) -> None:
         self.seen: list[RawRequest] = []
