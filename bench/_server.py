@@ -85,12 +85,10 @@ async def start_server(database_url: str | None = None) -> AsyncIterator[Server]
             [
                 sys.executable,
                 *(
-                    ["-m", "cProfile", "-o", os.environ["HS_PROFILE"]]
+                    [str(ROOT / "bench" / "_cpuprofile.py")]
                     if os.environ.get("HS_PROFILE")
-                    else []
+                    else ["-m", "homeserver"]
                 ),
-                "-m",
-                "homeserver",
                 "run",
                 "--config",
                 str(cfg),

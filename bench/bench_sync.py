@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import trio
@@ -51,13 +52,36 @@ async def _sync(
     return body
 
 
+def _is_empty(body: dict[str, Any]) -> bool:
+    rooms = body["rooms"]
+    return not (
+        any(rooms[k] for k in ("join", "invite", "leave", "knock"))
+        or body["presence"]["events"]
+        or body["account_data"]["events"]
+        or body["to_device"]["events"]
+    )
+
+
+async def _settled(c: httpx.AsyncClient, user: BenchUser) -> str:
+    """A token after which nothing is pending for ``user`` (its own presence coming online,
+    other users' joins...), so a long-poll from it waits for the next real change."""
+    body = await _sync(c, user)
+    for _ in range(20):
+        nxt = await _sync(c, user, body["next_batch"])
+        if _is_empty(nxt):
+            return str(nxt["next_batch"])
+        body = nxt
+    raise RuntimeError("sync does not settle")
+
+
 async def bench_latency(srv: Server, messages: int, rate: float) -> dict[str, float]:
     """p50/p99 from the PUT starting to the receiver's long-poll returning the event."""
     async with httpx.AsyncClient(base_url=srv.base_url, timeout=60) as c:
         alice, bob = await register_users(c, "lat", 2)
         room_id = await _create_room(c, alice, preset="public_chat")
         await _join(c, bob, room_id)
-        since = (await _sync(c, bob))["next_batch"]
+        await _settled(c, alice)
+        since = await _settled(c, bob)
         latencies: list[float] = []
         for i in range(messages):
             sent_at: list[float] = []
@@ -74,11 +98,14 @@ async def bench_latency(srv: Server, messages: int, rate: float) -> dict[str, fl
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(send)
-                body = await _sync(c, bob, since, timeout=10_000)
-                got_at = trio.current_time()
-            since = body["next_batch"]
-            events = body["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
-            assert any(e.get("content", {}).get("body") == f"m{i}" for e in events), body
+                while True:  # other streams (presence) may answer first: poll until it is there
+                    body = await _sync(c, bob, since, timeout=10_000)
+                    got_at = trio.current_time()
+                    since = body["next_batch"]
+                    room = body["rooms"]["join"].get(room_id, {})
+                    events = room.get("timeline", {}).get("events", [])
+                    if any(e.get("content", {}).get("body") == f"m{i}" for e in events):
+                        break
             latencies.append((got_at - sent_at[0]) * 1000)
             await trio.sleep(max(0.0, 1 / rate - 0.01))
     return {
@@ -99,7 +126,9 @@ async def bench_fanout(srv: Server, members: int, rounds: int) -> dict[str, floa
         room_id = await _create_room(c, owner, preset="public_chat")
         for u in users[1:]:
             await _join(c, u, room_id)
-        tokens = {u.user_id: (await _sync(c, u))["next_batch"] for u in users}
+        for u in users:  # everyone online first: their presence changes are not the message
+            await _sync(c, u)
+        tokens = {u.user_id: await _settled(c, u) for u in users}
         results = [
             await _fanout_round(srv, c, users, room_id, tokens, f"f{r_i}") for r_i in range(rounds)
         ]
@@ -130,8 +159,15 @@ async def _fanout_round(
         started += 1
         if started == len(users):
             parked.set()
-        body = await _sync(c, u, tokens[u.user_id], timeout=30_000)
-        tokens[u.user_id] = body["next_batch"]
+        while True:  # presence may wake the poll first: poll until the message is there
+            body = await _sync(c, u, tokens[u.user_id], timeout=30_000)
+            tokens[u.user_id] = body["next_batch"]
+            room = body["rooms"]["join"].get(room_id, {})
+            if any(
+                e.get("content", {}).get("body") == txn
+                for e in room.get("timeline", {}).get("events", [])
+            ):
+                break
         done.append(trio.current_time())
 
     cpu0 = srv.cpu_seconds()
@@ -143,7 +179,7 @@ async def _fanout_round(
         t0 = trio.current_time()
         r = await c.put(
             f"{V3}/rooms/{room_id}/send/m.room.message/{txn}",
-            json={"msgtype": "m.text", "body": "to everyone"},
+            json={"msgtype": "m.text", "body": txn},
             headers=users[0].headers,
         )
         r.raise_for_status()
@@ -151,26 +187,52 @@ async def _fanout_round(
 
 
 async def bench_idle_memory(srv: Server, polls: int) -> dict[str, float]:
-    """Server RSS growth per idle long-poll."""
-    limits = httpx.Limits(max_connections=polls + 10, max_keepalive_connections=polls + 10)
-    async with httpx.AsyncClient(base_url=srv.base_url, timeout=120, limits=limits) as c:
+    """Server RSS growth per idle long-poll: ``polls`` raw connections each send one
+    ``GET /sync?since=…&timeout=60000`` and wait (nothing changes, so none is answered)."""
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=120) as c:
         (user,) = await register_users(c, "idle", 1)
-        since = (await _sync(c, user))["next_batch"]
-        # warm up: a few polls, so one-off allocations are not counted
-        async with trio.open_nursery() as nursery:
-            for _ in range(20):
-                nursery.start_soon(_sync, c, user, since, 200)
-        await trio.sleep(0.5)
-        gc.collect()
-        before = srv.rss_bytes()
+        since = await _settled(c, user)
+    host, port = srv.base_url.removeprefix("http://").rsplit(":", 1)
+    query = urlencode({"since": since, "timeout": 60_000, "filter": FILTER})
+    request = (
+        f"GET {V3}/sync?{query} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {user.token}\r\n\r\n"
+    ).encode()
+    streams: list[trio.SocketStream] = []
+
+    async def open_one() -> None:
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(request)
+        streams.append(stream)
+
+    # warm-up: a few polls, so one-off allocations are not counted
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(open_one)
+    await trio.sleep(1.0)
+    gc.collect()
+    before = srv.rss_bytes()
+    try:
+        limiter = trio.CapacityLimiter(50)
+
+        async def limited() -> None:
+            async with limiter:
+                await open_one()
+
         async with trio.open_nursery() as nursery:
             for _ in range(polls):
-                nursery.start_soon(_sync, c, user, since, 60_000)
-            await trio.sleep(8)  # all parked (the server answers none: nothing changes)
-            during = srv.rss_bytes()
-            nursery.cancel_scope.cancel()
+                nursery.start_soon(limited)
+        await trio.sleep(3)  # every request read and parked (none is answered)
+        during = srv.rss_bytes()
+        open_conns = len(
+            [k for k in srv.process.net_connections("tcp") if k.status == "ESTABLISHED"]
+        )
+    finally:
+        for stream in streams:
+            await stream.aclose()
     return {
         "idle_polls": polls,
+        "server_connections_open": open_conns,
         "rss_before_mib": round(before / 2**20, 1),
         "rss_during_mib": round(during / 2**20, 1),
         "kib_per_poll": round((during - before) / polls / 1024, 1),

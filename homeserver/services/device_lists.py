@@ -39,6 +39,16 @@ class DeviceListAnnouncer:
         self._sharing = users_sharing_room
         self._streams = streams
         self._notifier = notifier
+        self._on_deleted: list[Callable[[str, Sequence[str]], None]] = []
+
+    def add_deletion_listener(self, listener: Callable[[str, Sequence[str]], None]) -> None:
+        """Call ``listener(user_id, device_ids)`` after devices are deleted (caches of
+        per-device data drop their entries)."""
+        self._on_deleted.append(listener)
+
+    def deleted(self, user_id: str, device_ids: Sequence[str]) -> None:
+        for listener in self._on_deleted:
+            listener(user_id, device_ids)
 
     async def announce(self, user_id: str, position: int | None = None) -> None:
         if position is None:
@@ -73,6 +83,8 @@ class AnnouncingDeviceStore(DeviceStore):
         self, user_id: str, device_ids: Sequence[str]
     ) -> tuple[list[str], int | None]:
         deleted, position = await super().delete_devices(user_id, device_ids)
+        if deleted:
+            self._announcer.deleted(user_id, deleted)
         if position is not None:
             await self._announcer.announce(user_id, position)
         return deleted, position

@@ -78,6 +78,10 @@ SIGNED_CURVE25519 = "signed_curve25519"
 JsonDict = dict[str, Any]
 
 
+#: Devices whose key counts are cached (the cache is simply emptied when full).
+_COUNTS_CACHE_SIZE = 100_000
+
+
 class RemoteKeysUnavailable(Exception):
     """A remote server could not be asked for keys."""
 
@@ -193,6 +197,8 @@ class KeyService:
         self._notifier = notifier
         self._server_name = server_name
         self._remote: RemoteKeys = remote or NoRemoteKeys()
+        self._counts_cache: dict[tuple[str, str], tuple[dict[str, int], list[str]]] = {}
+        self._counts_version: dict[tuple[str, str], int] = {}
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -234,6 +240,7 @@ class KeyService:
                 device_keys_json = canonical(device.json, "device_keys").decode()
             otks = parse_one_time_keys(body.get("one_time_keys") or {})
             fallbacks = parse_fallback_keys(body.get("fallback_keys") or {})
+            self._key_counts_changed(user_id, device_id)
             outcome = await self._store.upload(
                 user_id,
                 device_id,
@@ -247,16 +254,46 @@ class KeyService:
             )
         except E2eeError as e:
             raise matrix_error(e) from None
+        self._key_counts_changed(user_id, device_id)
         await self._notify_device_lists(outcome.device_list_position, user_id)
         return {SIGNED_CURVE25519: 0, **outcome.one_time_key_counts}
 
+    # Every /sync response carries the device's key counts, so they are cached per device and
+    # dropped when an upload or a claim changes them. A reader only stores what it read if no
+    # change happened meanwhile (the version check), so a read racing a write never leaves a
+    # stale entry behind.
+
+    def devices_deleted(self, user_id: str, device_ids: Sequence[str]) -> None:
+        """The devices and their keys are gone (a later device may reuse an ID)."""
+        for device_id in device_ids:
+            self._key_counts_changed(user_id, device_id)
+
+    def _key_counts_changed(self, user_id: str, device_id: str) -> None:
+        key = (user_id, device_id)
+        self._counts_version[key] = self._counts_version.get(key, 0) + 1
+        self._counts_cache.pop(key, None)
+
+    async def _key_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+        key = (user_id, device_id)
+        cached = self._counts_cache.get(key)
+        if cached is not None:
+            return cached
+        version = self._counts_version.get(key, 0)
+        counts = {SIGNED_CURVE25519: 0, **await self._store.one_time_key_counts(user_id, device_id)}
+        fallbacks = await self._store.unused_fallback_key_types(user_id, device_id)
+        if self._counts_version.get(key, 0) == version:
+            if len(self._counts_cache) >= _COUNTS_CACHE_SIZE:
+                self._counts_cache.clear()
+            self._counts_cache[key] = (counts, fallbacks)
+        return counts, fallbacks
+
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
         """Unclaimed one-time keys per algorithm (``signed_curve25519`` always present)."""
-        return {SIGNED_CURVE25519: 0, **await self._store.one_time_key_counts(user_id, device_id)}
+        return dict((await self._key_counts(user_id, device_id))[0])
 
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         """Algorithms with a fallback key not handed out yet."""
-        return await self._store.unused_fallback_key_types(user_id, device_id)
+        return list((await self._key_counts(user_id, device_id))[1])
 
     # --- /keys/query ----------------------------------------------------------------------------
 
@@ -346,7 +383,12 @@ class KeyService:
             else:
                 remote.setdefault(server, {})[user_id] = by_device
         out: JsonDict = {"one_time_keys": {}, "failures": {}}
-        for key in await self._store.claim(local) if local else []:
+        for user_id, device_id, _alg in local:
+            self._key_counts_changed(user_id, device_id)
+        claimed = await self._store.claim(local) if local else []
+        for user_id, device_id, _alg in local:
+            self._key_counts_changed(user_id, device_id)
+        for key in claimed:
             out["one_time_keys"].setdefault(key.user_id, {}).setdefault(key.device_id, {})[
                 key.full_key_id
             ] = key.value

@@ -38,7 +38,7 @@ from homeserver.services.push_rules import default_push_rules_event
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.stream_ids import StreamIdGenerator
-from homeserver.storage.sync import MembershipRow, SyncStore
+from homeserver.storage.sync import MembershipRow, SyncSnapshot, SyncStore
 from homeserver.streams import InvalidStreamToken, StreamName, StreamToken
 
 __all__ = ["SyncRequest", "SyncService", "parse_since"]
@@ -61,6 +61,8 @@ STRIPPED_STATE_TYPES = (
 )
 #: How many extra windows to read when a filter drops timeline events.
 _MAX_REFILLS = 3
+#: Users whose joined rooms are remembered between syncs (emptied when full).
+_JOINED_CACHE_SIZE = 100_000
 #: Streams whose positions live in memory and restart from 0 (not checked for "future" tokens).
 _EPHEMERAL_STREAMS = frozenset({StreamName.TYPING})
 
@@ -164,6 +166,9 @@ class _Response:
     device_left: set[str] = field(default_factory=set)
     otk_counts: dict[str, int] = field(default_factory=dict)
     fallback_types: list[str] | None = None
+    #: someone's membership in a shared room may have changed in the range (so the device
+    #: lists of the users who came or went must be looked at)
+    memberships_moved: bool = False
 
     def is_empty(self) -> bool:
         return not (
@@ -246,59 +251,84 @@ class SyncService:
         self._presence = presence
         self._e2ee = e2ee
         self._max_timeout_ms = max_timeout_ms
-
-    async def current_token(self) -> StreamToken:
-        token = await self._streams.current_token()
-        if self._typing is not None:
-            token = StreamToken(
-                {**token.positions, StreamName.TYPING: self._typing.current_position()}
-            )
-        return token
+        #: the rooms each syncing user was joined to at its last sync (where to listen first)
+        self._joined_cache: dict[str, frozenset[str]] = {}
+        #: the TO_DEVICE position each device has acknowledged (skips redundant deletes)
+        self._acked_to_device: dict[tuple[str, str], int] = {}
 
     async def sync(self, req: SyncRequest) -> JsonDict:
         """One ``/sync`` request (see the module docstring)."""
         if self._presence is not None:
             await self._presence.on_sync(req.user_id, req.set_presence)
         if req.since is not None and self._e2ee is not None and req.device_id is not None:
-            # the device has everything up to its token: its to-device messages can go
-            await self._e2ee.ack_to_device(
-                req.user_id, req.device_id, req.since.get(StreamName.TO_DEVICE)
-            )
-        memberships = await self._memberships(req.user_id)
+            # the device has everything up to its token: its to-device messages can go (a
+            # write, so only when the token moved past what was acknowledged before)
+            device = (req.user_id, req.device_id)
+            acked = req.since.get(StreamName.TO_DEVICE)
+            if acked > self._acked_to_device.get(device, -1):
+                await self._e2ee.ack_to_device(req.user_id, req.device_id, acked)
+                if len(self._acked_to_device) >= _JOINED_CACHE_SIZE:
+                    self._acked_to_device.clear()
+                self._acked_to_device[device] = acked
         timeout_s = min(max(req.timeout_ms, 0), self._max_timeout_ms) / 1000
         deadline = trio.current_time() + timeout_s
         wait = req.since is not None and not req.full_state and timeout_s > 0
-        while True:
-            keys = [req.user_id, *memberships.rooms("join")]
-            listener = self._notifier.listen(keys)
-            try:
-                now = await self.current_token()
+        since_events = (
+            None if req.since is None or req.full_state else req.since.get(StreamName.EVENTS)
+        )
+        keys = frozenset({req.user_id, *self._joined_cache.get(req.user_id, ())})
+        listener = self._notifier.listen(keys)
+        try:
+            while True:
+                snapshot = await self._store.snapshot(req.user_id, since_events)
+                memberships = _Memberships({r.room_id: r for r in snapshot.memberships})
+                joined = frozenset(memberships.rooms("join"))
+                self._remember_joined(req.user_id, joined)
+                if keys != {req.user_id, *joined}:
+                    # listen on the rooms as they are now, then read again: nothing committed
+                    # in between can be missed
+                    self._notifier.unlisten(listener)
+                    keys = frozenset({req.user_id, *joined})
+                    listener = self._notifier.listen(keys)
+                    continue
+                now = self._token_of(snapshot.positions)
                 if req.since is not None:
                     self._check_not_future(req.since, now)
-                response = await self._build(req, memberships, now)
+                response = await self._build(req, memberships, snapshot, now)
                 if not wait or not response.is_empty():
                     return response.to_json()
                 with trio.move_on_at(deadline):
                     await listener.wait()
                 if trio.current_time() >= deadline:
                     return response.to_json()
-            finally:
                 self._notifier.unlisten(listener)
-            memberships = await self._memberships(req.user_id)
+                listener = self._notifier.listen(keys)
+        finally:
+            self._notifier.unlisten(listener)
+
+    def _remember_joined(self, user_id: str, joined: frozenset[str]) -> None:
+        if len(self._joined_cache) >= _JOINED_CACHE_SIZE:
+            self._joined_cache.clear()
+        self._joined_cache[user_id] = joined
+
+    def _token_of(self, positions: dict[StreamName, int]) -> StreamToken:
+        if self._typing is not None:
+            positions = {**positions, StreamName.TYPING: self._typing.current_position()}
+        return StreamToken(positions)
 
     def _check_not_future(self, since: StreamToken, now: StreamToken) -> None:
         for name in StreamName:
             if name not in _EPHEMERAL_STREAMS and since.get(name) > now.get(name):
                 raise InvalidParam("The since token is ahead of this server's streams")
 
-    async def _memberships(self, user_id: str) -> _Memberships:
-        rows = await self._store.current_memberships(user_id)
-        return _Memberships({r.room_id: r for r in rows})
-
     # --- building ---------------------------------------------------------------------------
 
     async def _build(
-        self, req: SyncRequest, memberships: _Memberships, now: StreamToken
+        self,
+        req: SyncRequest,
+        memberships: _Memberships,
+        snapshot: SyncSnapshot,
+        now: StreamToken,
     ) -> _Response:
         since = req.since
         response = _Response(next_batch=now)
@@ -324,9 +354,8 @@ class SyncService:
         else:
             assert events_since is not None
             if events_since < events_now:
-                for change in await self._store.membership_changes(
-                    req.user_id, events_since, events_now
-                ):
+                response.memberships_moved = bool(snapshot.changes)
+                for change in snapshot.changes:
                     current = memberships.current.get(change.room_id)
                     if current is None:
                         continue
@@ -341,9 +370,7 @@ class SyncService:
                         new_invites.add(change.room_id)
                     elif current.membership == "knock" and change.membership == "knock":
                         new_knocks.add(change.room_id)
-                changed_rooms = await self._store.joined_rooms_with_events(
-                    req.user_id, events_since, events_now
-                )
+                changed_rooms = snapshot.changed_rooms
         joined_visible = {r for r in joined if room_filter.includes_room(r)}
 
         # ephemeral and room account data
@@ -377,6 +404,9 @@ class SyncService:
                 ]
             }
             response.join[room_id] = entry
+            if entry.get("summary") is not None or entry["timeline"]["limited"]:
+                # members may have come or gone (summary: member events in the entry)
+                response.memberships_moved = True
 
         for room_id in sorted(new_invites):
             if room_filter.includes_room(room_id):
@@ -472,7 +502,7 @@ class SyncService:
                     state_ids[key] = state_at_start[key]
         in_timeline = {e.event.event_id for e in timeline}
         state_ids = {k: v for k, v in state_ids.items() if v not in in_timeline}
-        state_events = await self._events.get_events(state_ids.values())
+        state_events = await self._events.get_events(state_ids.values()) if state_ids else {}
         state_json = [
             self._format(req, state_events[eid])
             for eid in sorted(state_ids.values())
@@ -650,7 +680,7 @@ class SyncService:
                 )
         if since is not None and (
             since.get(StreamName.DEVICE_LISTS) < now.get(StreamName.DEVICE_LISTS)
-            or since.get(StreamName.EVENTS) < now.get(StreamName.EVENTS)
+            or response.memberships_moved
         ):
             changed, left = await self._e2ee.device_list_changes(req.user_id, since, now)
             response.device_changed = changed

@@ -26,6 +26,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Text,
@@ -372,7 +373,10 @@ TopoPosition = tuple[int, int]
 def _stored(row: Row) -> StoredEvent:
     event_id, version, raw, stream, depth, outlier, rejected, redacted, group = row
     room_version = get_room_version(version)
-    pdu = json.loads(raw)
+    try:
+        pdu = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits in an old room version
+        pdu = json.loads(raw)
     if redacted:
         pdu = redact(room_version, pdu)  # the stored JSON stays as signed; readers see this
     event = Event(room_version, pdu, event_id)

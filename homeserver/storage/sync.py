@@ -31,8 +31,10 @@ from homeserver.storage.events import (
     read_group_state,
 )
 from homeserver.storage.schema import current_state, event_txn_ids, events
+from homeserver.storage.stream_ids import current_positions
+from homeserver.streams import StreamName
 
-__all__ = ["MembershipRow", "RoomWindow", "SyncStore"]
+__all__ = ["MembershipRow", "RoomWindow", "SyncSnapshot", "SyncStore"]
 
 _FROM = bindparam("from_pos", type_=BigInteger)
 _TO = bindparam("to_pos", type_=BigInteger)
@@ -46,6 +48,23 @@ class MembershipRow:
     membership: str
     event_id: str
     stream_ordering: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSnapshot:
+    """What one ``/sync`` pass starts from, read in one unit of work.
+
+    Attributes:
+        positions: the committed position of every stream.
+        memberships: the user's current membership in every room it has one in.
+        changes: the user's membership events after ``since`` (empty without ``since``).
+        changed_rooms: joined rooms with events after ``since`` (empty without ``since``).
+    """
+
+    positions: dict[StreamName, int]
+    memberships: list[MembershipRow]
+    changes: list[MembershipRow]
+    changed_rooms: set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +191,29 @@ class SyncStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def snapshot(self, user_id: str, since_events: int | None) -> SyncSnapshot:
+        """The stream positions, the user's memberships, and (with ``since_events``) its
+        membership changes and the joined rooms with events in (since_events, now]."""
+
+        async def work(conn: Conn) -> SyncSnapshot:
+            positions = await current_positions(conn)
+            rows = await conn.fetch_all(_CURRENT_MEMBERSHIPS, {"user_id": user_id})
+            memberships = [MembershipRow(r[0], r[1] or "", r[2], int(r[3])) for r in rows]
+            now = positions[StreamName.EVENTS]
+            if since_events is None or since_events >= now:
+                return SyncSnapshot(positions, memberships, [], set())
+            window = {"user_id": user_id, "from_pos": since_events, "to_pos": now}
+            changes = [
+                MembershipRow(room_id, _membership_of(raw), event_id, int(stream))
+                for room_id, raw, event_id, stream in await conn.fetch_all(
+                    _MEMBERSHIP_CHANGES, window
+                )
+            ]
+            rooms = {r[0] for r in await conn.fetch_all(_JOINED_ROOMS_WITH_EVENTS, window)}
+            return SyncSnapshot(positions, memberships, changes, rooms)
+
+        return await self._db.read(work, name="sync_snapshot")
 
     async def current_memberships(self, user_id: str) -> list[MembershipRow]:
         """The user's current membership in every room where it has a member event."""

@@ -169,8 +169,8 @@ async def test_js_sdk_olm_megolm_messages_and_sas_verification(server: RunningSe
         if event_type == "m.room.encryption"
     ]
     assert encryption == [{"algorithm": MEGOLM}]
-    # The only cleartext m.room.message is the in-room verification request (the Rust crypto
-    # sends in-room verification events unencrypted, as Element does).
+    # The only cleartext m.room.message is the in-room verification request (matrix-js-sdk's
+    # Rust crypto sends in-room verification events unencrypted, even in encrypted rooms).
     cleartext = [
         json.loads(pdu_json)["content"]
         for event_type, pdu_json in stored.values()

@@ -17,6 +17,19 @@
 // states, and every non-2xx HTTP answer the clients got (method, path, status, errcode), so the
 // test can tell a missing endpoint from an expected 401/404.
 // Usage: node e2ee.mjs <homeserver base URL> [run tag]
+//
+// matrix-js-sdk 37.5.0 quirks met here:
+// - `initRustCrypto({ useIndexedDB: false })` keeps the crypto store in memory: no IndexedDB
+//   (nor fake-indexeddb) is needed in Node 20.
+// - The crypto-api enums (CryptoEvent, VerificationPhase, VerifierEvent) are not re-exported
+//   by the package root; import them from `matrix-js-sdk/lib/crypto-api/index.js` (importing
+//   `matrix-js-sdk/lib/index.js` too would be a second entrypoint, which the SDK refuses).
+// - The Rust `VerificationRequest.methods` getter throws "not implemented".
+// - In-room verification (`requestVerificationDM`) sends its events unencrypted, even in an
+//   encrypted room: an `m.room.message` with msgtype `m.key.verification.request`, then
+//   `m.key.verification.*` events.
+// - `isEncryptionEnabledInRoom` turns true only once the client has the room's state from
+//   /sync: a fresh join needs a wait.
 import {
   CryptoEvent,
   VerificationPhase,
@@ -27,6 +40,8 @@ import { clientFor, registerWithUia, runScenario, sdk } from "./lib/harness.mjs"
 
 const PASSWORD = "correct horse battery";
 const STEP_TIMEOUT_MS = Number(process.env.E2EE_STEP_TIMEOUT_MS ?? 20000);
+// Below run_js's timeout in the test, so a hang still reports how far the scenario got.
+const SCENARIO_TIMEOUT_MS = Number(process.env.E2EE_SCENARIO_TIMEOUT_MS ?? 75000);
 
 // Every non-2xx answer either client got, for the report (the SDK only logs them), and the
 // event types the clients sent as to-device messages (room keys must travel Olm-encrypted).
@@ -58,6 +73,29 @@ globalThis.fetch = async (resource, options) => {
   return response;
 };
 
+// The steps done so far (ms since start), reported with a failure to show where it stopped.
+const startedAt = Date.now();
+const progress = [];
+const done = (label) => progress.push(`${Date.now() - startedAt} ms: ${label}`);
+
+/** Await `promise`, failing after the step timeout: no step of the flow may hang silently. */
+async function step(label, promise, timeoutMs = STEP_TIMEOUT_MS) {
+  let timer;
+  const timeout = new Promise((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms: ${label}`)),
+      timeoutMs,
+    );
+  });
+  try {
+    const value = await Promise.race([promise, timeout]);
+    done(label);
+    return value;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Resolve with `check()`'s value once it is truthy (polled), or fail after the step timeout
  * (`label`, a string or a function giving one, says what was awaited and how far it got).
@@ -66,7 +104,10 @@ async function until(label, check, timeoutMs = STEP_TIMEOUT_MS) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
-    if (value) return value;
+    if (value) {
+      done(typeof label === "function" ? label() : label);
+      return value;
+    }
     if (Date.now() > deadline) {
       const what = typeof label === "function" ? label() : label;
       throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
@@ -77,14 +118,12 @@ async function until(label, check, timeoutMs = STEP_TIMEOUT_MS) {
 
 /** Register, create a client, initialise Rust crypto (in memory) and start syncing. */
 async function startUser(baseUrl, username) {
-  const { response: creds } = await registerWithUia(
-    baseUrl,
-    username,
-    PASSWORD,
-    `${username}'s js-sdk`,
+  const { response: creds } = await step(
+    `register ${username}`,
+    registerWithUia(baseUrl, username, PASSWORD, `${username}'s js-sdk`),
   );
   const client = clientFor(baseUrl, creds);
-  await client.initRustCrypto({ useIndexedDB: false });
+  await step(`${username}: initRustCrypto`, client.initRustCrypto({ useIndexedDB: false }));
   const verificationRequests = [];
   client.on(CryptoEvent.VerificationRequestReceived, (request) =>
     verificationRequests.push(request),
@@ -96,7 +135,7 @@ async function startUser(baseUrl, username) {
     });
   });
   await client.startClient({ initialSyncLimit: 20 });
-  await prepared;
+  await step(`${username}: first /sync`, prepared);
   return {
     client,
     crypto: client.getCrypto(),
@@ -132,7 +171,7 @@ async function receive(user, roomId, eventId) {
   const event = await until(`${user.userId} receives ${eventId}`, () =>
     user.client.getRoom(roomId)?.findEventById(eventId),
   );
-  await user.client.decryptEventIfNeeded(event);
+  await step(`${user.userId} decrypts ${eventId}`, user.client.decryptEventIfNeeded(event));
   await until(
     () => `${user.userId} decrypts ${eventId} (failure: ${event.decryptionFailureReason})`,
     () =>
@@ -158,7 +197,10 @@ async function receive(user, roomId, eventId) {
 
 /** Send `body` from `from` and have `to` decrypt it. */
 async function exchange(from, to, roomId, body) {
-  const { event_id: eventId } = await from.client.sendTextMessage(roomId, body);
+  const { event_id: eventId } = await step(
+    `${from.userId} sends`,
+    from.client.sendTextMessage(roomId, body),
+  );
   return { sent: body, received: await receive(to, roomId, eventId) };
 }
 
@@ -169,18 +211,21 @@ async function exchange(from, to, roomId, body) {
  */
 async function sasVerification(initiator, responder, start) {
   const before = responder.verificationRequests.length;
-  const request = await start();
+  const request = await step(`${initiator.userId} requests verification`, start());
   const incoming = await until(`${responder.userId} receives the verification request`, () =>
     responder.verificationRequests
       .slice(before)
       .find((r) => r.transactionId === request.transactionId),
   );
-  await incoming.accept();
+  await step(`${responder.userId} accepts`, incoming.accept());
   await until(
     `${initiator.userId}'s request is ready`,
     () => request.phase === VerificationPhase.Ready,
   );
-  const initiatorVerifier = await request.startVerification("m.sas.v1");
+  const initiatorVerifier = await step(
+    `${initiator.userId} starts m.sas.v1`,
+    request.startVerification("m.sas.v1"),
+  );
   const responderVerifier = await until(`${responder.userId}'s verifier`, () =>
     incoming.phase === VerificationPhase.Started ? incoming.verifier : null,
   );
@@ -193,14 +238,17 @@ async function sasVerification(initiator, responder, start) {
     });
   const initiatorSas = shown(initiatorVerifier);
   const responderSas = shown(responderVerifier);
-  const done = Promise.all([initiatorVerifier.verify(), responderVerifier.verify()]);
-  done.catch(() => {}); // awaited below; this keeps an early failure from being "unhandled"
-  const [a, b] = await Promise.race([
-    Promise.all([initiatorSas, responderSas]),
-    done.then(() => {
-      throw new Error("verification ended before both sides showed a SAS");
-    }),
-  ]);
+  const verified = Promise.all([initiatorVerifier.verify(), responderVerifier.verify()]);
+  verified.catch(() => {}); // awaited below; this keeps an early failure from being "unhandled"
+  const [a, b] = await step(
+    "both sides show the SAS",
+    Promise.race([
+      Promise.all([initiatorSas, responderSas]),
+      verified.then(() => {
+        throw new Error("verification ended before both sides showed a SAS");
+      }),
+    ]),
+  );
   const match =
     JSON.stringify(a.sas.emoji) === JSON.stringify(b.sas.emoji) &&
     JSON.stringify(a.sas.decimal) === JSON.stringify(b.sas.decimal);
@@ -209,10 +257,10 @@ async function sasVerification(initiator, responder, start) {
     b.mismatch();
     throw new Error(`SAS differ: ${JSON.stringify(a.sas)} vs ${JSON.stringify(b.sas)}`);
   }
-  await Promise.all([a.confirm(), b.confirm()]);
-  await done;
+  await step("both confirm", Promise.all([a.confirm(), b.confirm()]));
+  await step("both verifiers finish", verified);
   await until(
-    "both requests done",
+    "both requests are done",
     () => request.phase === VerificationPhase.Done && incoming.phase === VerificationPhase.Done,
   );
   return {
@@ -252,6 +300,15 @@ async function userStatus(viewer, other) {
   };
 }
 
+setTimeout(() => {
+  const message = `scenario still running after ${SCENARIO_TIMEOUT_MS} ms`;
+  const data = { progress, httpErrors, toDeviceTypesSent };
+  process.stderr.write(`${message}\n${JSON.stringify(data)}\n`);
+  const line = JSON.stringify({ ok: false, error: { name: "Error", message, data } });
+  process.stdout.write(`${line}\n`);
+  process.exit(1);
+}, SCENARIO_TIMEOUT_MS).unref();
+
 runScenario(async ({ baseUrl, args }) => {
   const tag = args[0] ?? Math.random().toString(36).slice(2, 10);
   const alice = await startUser(baseUrl, `alice-${tag}`);
@@ -268,24 +325,27 @@ runScenario(async ({ baseUrl, args }) => {
 
   try {
     // An encrypted room; bob joins through his client once the invite arrives by /sync.
-    const { room_id: roomId } = await alice.client.createRoom({
-      name: "encrypted js-sdk room",
-      preset: sdk.Preset.PrivateChat,
-      invite: [bob.userId],
-      initial_state: [
-        {
-          type: "m.room.encryption",
-          state_key: "",
-          content: { algorithm: "m.megolm.v1.aes-sha2" },
-        },
-      ],
-    });
+    const { room_id: roomId } = await step(
+      "alice creates the room",
+      alice.client.createRoom({
+        name: "encrypted js-sdk room",
+        preset: sdk.Preset.PrivateChat,
+        invite: [bob.userId],
+        initial_state: [
+          {
+            type: "m.room.encryption",
+            state_key: "",
+            content: { algorithm: "m.megolm.v1.aes-sha2" },
+          },
+        ],
+      }),
+    );
     out.roomId = roomId;
     await until(
       "bob sees the invite",
       () => bob.client.getRoom(roomId)?.getMyMembership() === "invite",
     );
-    await bob.client.joinRoom(roomId);
+    await step("bob joins", bob.client.joinRoom(roomId));
     await until(
       "alice sees bob join",
       () => alice.client.getRoom(roomId)?.getMember(bob.userId)?.membership === "join",
@@ -322,9 +382,12 @@ runScenario(async ({ baseUrl, args }) => {
       [alice, uia.alice],
       [bob, uia.bob],
     ]) {
-      await user.crypto.bootstrapCrossSigning({
-        authUploadDeviceSigningKeys: passwordAuth(user, record),
-      });
+      await step(
+        `${user.userId} bootstraps cross-signing`,
+        user.crypto.bootstrapCrossSigning({
+          authUploadDeviceSigningKeys: passwordAuth(user, record),
+        }),
+      );
     }
     out.crossSigning = {
       uia,
@@ -375,10 +438,13 @@ runScenario(async ({ baseUrl, args }) => {
     // alice resets her cross-signing keys: replacing a master key needs UIA (the password),
     // and bob learns through the server that the identity he verified is gone.
     const resetUia = [];
-    await alice.crypto.bootstrapCrossSigning({
-      setupNewCrossSigning: true,
-      authUploadDeviceSigningKeys: passwordAuth(alice, resetUia),
-    });
+    await step(
+      "alice resets cross-signing",
+      alice.crypto.bootstrapCrossSigning({
+        setupNewCrossSigning: true,
+        authUploadDeviceSigningKeys: passwordAuth(alice, resetUia),
+      }),
+    );
     await until(
       "bob sees alice's new identity",
       async () => !(await userStatus(bob, alice)).isCrossSigningVerified,
@@ -386,7 +452,7 @@ runScenario(async ({ baseUrl, args }) => {
     out.crossSigningReset = { uia: resetUia, bobSeesAlice: await userStatus(bob, alice) };
   } catch (err) {
     // runScenario reports err.data: say how far it got and what the server refused.
-    err.data = { ...(err.data ?? {}), partial: out, httpErrors, toDeviceTypesSent };
+    err.data = { ...(err.data ?? {}), progress, partial: out, httpErrors, toDeviceTypesSent };
     throw err;
   } finally {
     out.httpErrors = httpErrors;
