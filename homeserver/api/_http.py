@@ -134,6 +134,16 @@ async def read_json_body(max_bytes: int) -> JsonDict:
         raise TooLarge() from None
     if len(data) > max_bytes:
         raise TooLarge()
+    return decode_json_object(data)
+
+
+def decode_json_object(data: str | bytes | bytearray) -> JsonDict:
+    """A request body that must be a JSON object (also used by ``api/raw.py``).
+
+    Raises:
+        NotJson: empty, or not UTF-8 JSON.
+        BadJson: JSON, but not an object.
+    """
     if not data:
         raise NotJson("Request body is empty; a JSON object was expected.")
     try:

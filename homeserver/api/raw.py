@@ -25,7 +25,8 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 import trio
 
-from homeserver.errors import BadJson, MatrixError, MissingToken, NotJson, TooLarge, UnknownError
+from homeserver.api._http import decode_json_object
+from homeserver.errors import MatrixError, MissingToken, TooLarge, UnknownError
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Authenticator, Requester
 
@@ -143,15 +144,7 @@ async def _read_json(receive: Receive, scope: Scope, limit: int) -> dict[str, An
             raise TooLarge()
         if not message.get("more_body", False):
             break
-    if not data:
-        raise NotJson("Request body is empty; a JSON object was expected.")
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise NotJson() from None
-    if not isinstance(body, dict):
-        raise BadJson("The request body must be a JSON object.")
-    return body
+    return decode_json_object(data)
 
 
 class RawRoutes:

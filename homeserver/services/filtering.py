@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 import orjson
 
+from federation.core.ids import split_property_path
 from homeserver.errors import BadJson, InvalidParam, NotJson
 
 __all__ = [
@@ -199,23 +200,7 @@ class RoomFilter:
 def parse_event_fields_path(path: str) -> tuple[str, ...]:
     r"""Split a dot-separated property path into keys (``content.m\.relates_to`` →
     ``("content", "m.relates_to")``); ``\.`` and ``\\`` are escapes, other backslashes literal."""
-    keys: list[str] = []
-    current: list[str] = []
-    i = 0
-    while i < len(path):
-        ch = path[i]
-        if ch == "\\" and i + 1 < len(path) and path[i + 1] in ".\\":
-            current.append(path[i + 1])
-            i += 2
-            continue
-        if ch == ".":
-            keys.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    keys.append("".join(current))
-    return tuple(keys)
+    return tuple(split_property_path(path))
 
 
 def _copy_path(src: Mapping[str, Any], dst: dict[str, Any], keys: tuple[str, ...]) -> None:
