@@ -2,25 +2,14 @@
 // /sync), the rules the SDK keeps after its own fix-ups, edits through the SDK's methods, the
 // m.push_rules account data event reaching the running client through /sync, and errors.
 // Usage: node push_rules.mjs <homeserver base URL> <username>
-import { clientFor, expectError, registerWithUia, runScenario, sdk } from "./lib/harness.mjs";
-
-/** Resolve with the first `event` emitted by `emitter` for which `test(...args)` holds. */
-function waitFor(emitter, event, test, what, ms = 15000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.removeListener(event, handler);
-      reject(new Error(`timed out waiting for ${what}`));
-    }, ms);
-    function handler(...args) {
-      if (test(...args)) {
-        clearTimeout(timer);
-        emitter.removeListener(event, handler);
-        resolve(args);
-      }
-    }
-    emitter.on(event, handler);
-  });
-}
+import {
+  clientFor,
+  expectError,
+  registerWithUia,
+  runScenario,
+  sdk,
+  waitFor,
+} from "./lib/harness.mjs";
 
 const ids = (rules) => rules.map((r) => r.rule_id);
 

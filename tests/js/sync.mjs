@@ -2,25 +2,7 @@
 // alice creates a room and invites bob; bob's client sees the invite and joins; alice's message,
 // typing notification and bob's read receipt each arrive at the other client through /sync.
 // Usage: node sync.mjs <homeserver base URL>
-import { clientFor, registerWithUia, runScenario, sdk } from "./lib/harness.mjs";
-
-/** Resolve with the first `event` emitted by `emitter` for which `test(...args)` holds. */
-function waitFor(emitter, event, test, what, ms = 15000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.removeListener(event, handler);
-      reject(new Error(`timed out waiting for ${what}`));
-    }, ms);
-    function handler(...args) {
-      if (test(...args)) {
-        clearTimeout(timer);
-        emitter.removeListener(event, handler);
-        resolve(args);
-      }
-    }
-    emitter.on(event, handler);
-  });
-}
+import { clientFor, registerWithUia, runScenario, sdk, waitFor } from "./lib/harness.mjs";
 
 async function started(client) {
   const ready = waitFor(client, sdk.ClientEvent.Sync, (state) => state === "PREPARED", "sync");

@@ -139,3 +139,21 @@ export async function nextInput() {
   const { value, done } = await stdinLines.next();
   return done ? null : JSON.parse(value);
 }
+
+/** Resolve with the first `event` emitted by `emitter` for which `test(...args)` holds. */
+export function waitFor(emitter, event, test, what, ms = 15000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.removeListener(event, handler);
+      reject(new Error(`timed out waiting for ${what}`));
+    }, ms);
+    function handler(...args) {
+      if (test(...args)) {
+        clearTimeout(timer);
+        emitter.removeListener(event, handler);
+        resolve(args);
+      }
+    }
+    emitter.on(event, handler);
+  });
+}
