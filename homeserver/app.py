@@ -727,6 +727,7 @@ async def serve_homeserver(
         media = _media(cfg, stores, clock)  # wiring: media (issue 9)
         e2ee = _e2ee(cfg, stores, clock, accounts.uia, notifier)  # wiring: e2ee (issue 8)
         announcer.add_deletion_listener(e2ee.keys.devices_deleted)
+        announcer.add_deletion_listener(accounts.auth.devices_deleted)
         filter_apis = _filter_apis(cfg, stores)  # sync and filters (issue 7)
         sync_endpoint = _sync_endpoint(
             stores, clock, notifier, rooms=rooms, live=live, e2ee=e2ee.sync_source

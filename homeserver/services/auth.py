@@ -35,6 +35,7 @@ import hashlib
 import logging
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
@@ -50,7 +51,7 @@ from homeserver.services.registration_lock import RegistrationLockService
 from homeserver.services.requester import Requester
 from homeserver.storage.devices import DeviceExists, DeviceStore
 from homeserver.storage.spent_credentials import SpentCredentialStore
-from homeserver.storage.tokens import IssuedTokens, TokenStore
+from homeserver.storage.tokens import AccessTokenInfo, IssuedTokens, TokenStore
 from homeserver.storage.users import UserStore
 
 __all__ = ["AuthService", "Session", "UserDeactivated", "hash_token"]
@@ -91,6 +92,13 @@ class Session:
 
 def new_device_id() -> str:
     return "".join(secrets.choice(_DEVICE_ALPHABET) for _ in range(10))
+
+
+#: How long a looked-up access token is trusted without reading it again (bounds how late a
+#: revocation made by another process is seen; this process's own revocations apply at once).
+TOKEN_CACHE_TTL_MS = 60_000
+#: Cached access tokens at most (the cache is emptied when full).
+TOKEN_CACHE_SIZE = 100_000
 
 
 class AuthService:
@@ -138,6 +146,13 @@ class AuthService:
         self._phones = phones
         self._lock = registration_lock
         self._seen: dict[tuple[str, str], tuple[int, str]] = {}
+        # Access tokens looked up recently: every request authenticates, so this saves a
+        # database read per request. Entries go when their device is deleted (logout, device
+        # deletion, deactivation and a revoked refresh family all delete the device: see
+        # ``devices_deleted``) and after TOKEN_CACHE_TTL_MS at the latest (a change made by
+        # another process). Expiry is checked on every use.
+        self._token_cache: dict[str, tuple[AccessTokenInfo, int]] = {}
+        self._cached_by_device: dict[tuple[str, str], set[str]] = {}
 
     @property
     def msisdn_login_enabled(self) -> bool:
@@ -156,13 +171,20 @@ class AuthService:
         Raises:
             UnknownToken: unknown, revoked, or expired (``soft_logout: true``).
         """
-        info = await self._tokens.lookup_access(hash_token(access_token))
+        token_hash = hash_token(access_token)
+        now = self._clock.time_ms()
+        info = self._cached_token(token_hash, now)
+        if info is None:
+            info = await self._tokens.lookup_access(token_hash)
+            if info is not None and info.predecessor_hash is None and not info.deactivated:
+                self._cache_token(token_hash, info, now)
         if info is None or info.deactivated:
             raise UnknownToken()
-        now = self._clock.time_ms()
         if info.valid_until_ms is not None and info.valid_until_ms <= now:
             raise UnknownToken("Access token has expired", soft_logout=True)
         if info.predecessor_hash is not None:
+            # the first use of a refreshed pair retires the device's earlier tokens
+            self._forget_device_tokens(info.user_id, info.device_id)
             if self._spent is not None:
                 await self._spent.spend(
                     SPENT_REFRESH,
@@ -179,6 +201,40 @@ class AuthService:
             is_guest=info.is_guest,
             is_admin=info.is_admin,
         )
+
+    def _cached_token(self, token_hash: str, now: int) -> AccessTokenInfo | None:
+        entry = self._token_cache.get(token_hash)
+        if entry is None:
+            return None
+        info, cached_at = entry
+        if now - cached_at > TOKEN_CACHE_TTL_MS:
+            self._forget_token(token_hash, info)
+            return None
+        return info
+
+    def _cache_token(self, token_hash: str, info: AccessTokenInfo, now: int) -> None:
+        if len(self._token_cache) >= TOKEN_CACHE_SIZE:
+            self._token_cache.clear()
+            self._cached_by_device.clear()
+        self._token_cache[token_hash] = (info, now)
+        self._cached_by_device.setdefault((info.user_id, info.device_id), set()).add(token_hash)
+
+    def _forget_token(self, token_hash: str, info: AccessTokenInfo) -> None:
+        self._token_cache.pop(token_hash, None)
+        hashes = self._cached_by_device.get((info.user_id, info.device_id))
+        if hashes is not None:
+            hashes.discard(token_hash)
+            if not hashes:
+                del self._cached_by_device[(info.user_id, info.device_id)]
+
+    def devices_deleted(self, user_id: str, device_ids: Sequence[str]) -> None:
+        """The devices and every token of theirs are gone: stop accepting cached tokens."""
+        for device_id in device_ids:
+            self._forget_device_tokens(user_id, device_id)
+
+    def _forget_device_tokens(self, user_id: str, device_id: str) -> None:
+        for token_hash in self._cached_by_device.pop((user_id, device_id), set()):
+            self._token_cache.pop(token_hash, None)
 
     # --- issuing ---------------------------------------------------------------------------
 
@@ -369,6 +425,7 @@ class AuthService:
             spent.device_id,
         )
         await self._devices.delete_devices(spent.user_id, [spent.device_id])
+        self.devices_deleted(spent.user_id, [spent.device_id])
         self._seen.pop((spent.user_id, spent.device_id), None)
 
     async def prune_spent(self) -> int:
@@ -381,6 +438,7 @@ class AuthService:
         """Delete the requester's device and with it every token of the device."""
         if requester.device_id is not None:
             await self._devices.delete_devices(requester.user_id, [requester.device_id])
+            self.devices_deleted(requester.user_id, [requester.device_id])
             self._seen.pop((requester.user_id, requester.device_id), None)
 
     async def logout_all(self, user_id: str, *, except_device: str | None = None) -> None:
@@ -389,6 +447,7 @@ class AuthService:
         gone = [d.device_id for d in devices if d.device_id != except_device]
         if gone:
             await self._devices.delete_devices(user_id, gone)
+            self.devices_deleted(user_id, gone)
         for device_id in gone:
             self._seen.pop((user_id, device_id), None)
 

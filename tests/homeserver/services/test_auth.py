@@ -170,3 +170,48 @@ async def test_unknown_user_costs_the_same_password_check(stores, clock):
     # one argon2 verification each: against the user's hash, then against the dummy hash
     assert hasher.calls == [False, True]
     assert await hasher.verify(None, "dummy password for timing") is False
+
+
+async def test_token_cache_saves_reads_and_forgets_revoked_tokens(auth, stores, clock):
+    lookups = 0
+    real = stores.tokens.lookup_access
+
+    async def counting(token_hash: str):  # type: ignore[no-untyped-def]
+        nonlocal lookups
+        lookups += 1
+        return await real(token_hash)
+
+    stores.tokens.lookup_access = counting  # type: ignore[method-assign]
+    one = await auth.create_session("@u:x", device_id="ONE", display_name=None, want_refresh=False)
+    two = await auth.create_session("@u:x", device_id="TWO", display_name=None, want_refresh=False)
+    for _ in range(3):
+        await auth.authenticate(one.access_token, client_ip="1.2.3.4")
+    assert lookups == 1  # read once, then from memory
+
+    # after the TTL the token is read again (a revocation by another process shows up)
+    clock.advance(61.0)
+    await auth.authenticate(one.access_token, client_ip="1.2.3.4")
+    assert lookups == 2
+
+    # logging a device out stops its cached token at once; other devices keep working
+    await auth.authenticate(two.access_token, client_ip="1.2.3.4")
+    requester = await auth.authenticate(one.access_token, client_ip="1.2.3.4")
+    await auth.logout(requester)
+    with pytest.raises(UnknownToken):
+        await auth.authenticate(one.access_token, client_ip="1.2.3.4")
+    assert (await auth.authenticate(two.access_token, client_ip="1.2.3.4")).device_id == "TWO"
+
+    # a device deleted elsewhere in the process (the device store's deletion listeners)
+    auth.devices_deleted("@u:x", ["TWO"])
+    await stores.devices.delete_devices("@u:x", ["TWO"])
+    with pytest.raises(UnknownToken):
+        await auth.authenticate(two.access_token, client_ip="1.2.3.4")
+
+
+async def test_refreshed_pair_retires_cached_predecessor(auth, clock):
+    first = await auth.create_session("@u:x", device_id="D", display_name=None, want_refresh=True)
+    await auth.authenticate(first.access_token, client_ip="1.2.3.4")  # now cached
+    second = await auth.refresh(first.refresh_token)
+    await auth.authenticate(second.access_token, client_ip="1.2.3.4")  # first use of new pair
+    with pytest.raises(UnknownToken):
+        await auth.authenticate(first.access_token, client_ip="1.2.3.4")
