@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -43,7 +44,15 @@ from homeserver.clock import Clock
 from homeserver.errors import BadJson, Codes, Forbidden, MatrixError, NotFound
 from homeserver.services.notifier import Notifier
 from homeserver.storage.db import UniqueViolation
-from homeserver.storage.events import EventStore, NewEvent, RoomRow, StoredEvent, TxnKey
+from homeserver.storage.events import (
+    CreationContext,
+    EventStore,
+    Extremity,
+    NewEvent,
+    RoomRow,
+    StoredEvent,
+    TxnKey,
+)
 
 _VERSION_CACHE_SIZE = 10_000
 _CREATE_ATTEMPTS = 5
@@ -128,6 +137,82 @@ def client_event(stored: StoredEvent | Event) -> dict[str, Any]:
     return out
 
 
+class RoomTips:
+    """What building the next event of a room needs, kept from the last local write into it.
+
+    A send into an active room then needs no database read before its write: the room's one
+    forward extremity, and the auth state events (create, power levels, join rules, members)
+    seen so far, are here. This is only right because every local write into a room goes
+    through :class:`EventCreationService` under the room's lock, which keeps this up to date;
+    anything that writes a room another way (another process, events received over
+    federation) must call :meth:`forget` for it. A room with several tips is not kept (its
+    state comes from state resolution), nor one after a redaction (it may have changed an
+    auth event as readers see it).
+
+    Args:
+        max_rooms: rooms kept, least recently used dropped first.
+    """
+
+    def __init__(self, max_rooms: int = 1000) -> None:
+        self._rooms: OrderedDict[str, _Tip] = OrderedDict()
+        self._max = max_rooms
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def context(self, room_id: str, keys: Sequence[StateKey]) -> CreationContext | None:
+        """The creation context at ``keys``, or None if any of them is not known here."""
+        tip = self._rooms.get(room_id)
+        if tip is None:
+            return None
+        wanted = (*keys, CREATE_KEY)
+        if any(k not in tip.state and k not in tip.absent for k in wanted):
+            return None
+        self._rooms.move_to_end(room_id)
+        current = {k: tip.state[k] for k in wanted if k in tip.state}
+        return CreationContext(None, [tip.extremity], current, None)
+
+    def learn(self, room_id: str, keys: Sequence[StateKey], ctx: CreationContext) -> None:
+        """Remember what a database read found (absent keys too)."""
+        if len(ctx.extremities) != 1 or ctx.extremities[0].state_group is None:
+            self.forget(room_id)
+            return
+        tip = self._rooms.get(room_id)
+        if tip is None or tip.extremity != ctx.extremities[0]:
+            tip = _Tip(ctx.extremities[0])
+            self._rooms[room_id] = tip
+            while len(self._rooms) > self._max:
+                self._rooms.popitem(last=False)
+        for key in (*keys, CREATE_KEY):
+            found = ctx.current.get(key)
+            if found is not None:
+                tip.state[key] = found
+                tip.absent.discard(key)
+            else:
+                tip.absent.add(key)
+
+    def advance(self, room_id: str, stored: StoredEvent) -> None:
+        """``stored`` was persisted on the room's one tip and is now its only tip."""
+        tip = self._rooms.get(room_id)
+        if tip is None:
+            return
+        tip.extremity = Extremity(stored.event.event_id, stored.depth, stored.state_group)
+        key = stored.event.state_tuple
+        if key is not None:
+            tip.state[key] = stored
+            tip.absent.discard(key)
+
+    def forget(self, room_id: str) -> None:
+        self._rooms.pop(room_id, None)
+
+
+@dataclass(slots=True)
+class _Tip:
+    extremity: Extremity
+    state: dict[StateKey, StoredEvent] = field(default_factory=dict)
+    absent: set[StateKey] = field(default_factory=set)
+
+
 class EventCreationService:
     """Builds, signs, authorises, persists and announces local events.
 
@@ -154,10 +239,16 @@ class EventCreationService:
         self._notifier = notifier
         self._server_name = server_name
         self.locks = RoomLocks()
+        self._tips = RoomTips()
         # room versions never change: a bounded cache saves a read per event
         self._versions: dict[str, RoomVersion] = {}
         self._state_checks: dict[str, StateContentCheck] = {}
         self._listeners: list[Callable[[str, str, str], None]] = []
+
+    def room_written_elsewhere(self, room_id: str) -> None:
+        """Events were stored into ``room_id`` without this service (e.g. received over
+        federation): read the room's tip again before the next local event."""
+        self._tips.forget(room_id)
 
     def add_event_listener(self, listener: Callable[[str, str, str], None]) -> None:
         """Call ``listener(room_id, sender, event_type)`` after each new local event is
@@ -246,11 +337,14 @@ class EventCreationService:
         async with self.locks.hold(room_id):
             room_version = await self._room_version(room_id)
             keys = auth_types_for_event(room_version, event_type, state_key, sender, content)
-            ctx = await self._events.get_creation_context(room_id, keys, txn)
-            if ctx.txn_event_id is not None:
-                return CreatedEvent(ctx.txn_event_id, room_id, 0)
-            if not ctx.extremities:
-                raise NotFound("Unknown room")
+            ctx = self._tips.context(room_id, keys)
+            if ctx is None:
+                ctx = await self._events.get_creation_context(room_id, keys, txn)
+                if ctx.txn_event_id is not None:
+                    return CreatedEvent(ctx.txn_event_id, room_id, 0)
+                if not ctx.extremities:
+                    raise NotFound("Unknown room")
+                self._tips.learn(room_id, keys, ctx)
             prevs = ctx.extremities[-MAX_PREV_EVENTS:]
             depth = max(e.depth for e in prevs) + 1
             state_before: dict[StateKey, str] | None = None
@@ -289,11 +383,28 @@ class EventCreationService:
                     NewEvent(event, state_before, group_before, txn=txn)
                 )
             except UniqueViolation:
+                self._tips.forget(room_id)
                 # a retransmission that raced past the check (another process): it won
                 earlier = await self._events.get_txn_event_id(txn) if txn is not None else None
                 if earlier is None:
                     raise
                 return CreatedEvent(earlier, room_id, 0)
+            except BaseException:
+                self._tips.forget(room_id)  # written or not: read the room again next time
+                raise
+            if not result.existing:
+                if len(prevs) == 1 and group_before is not None and redacts is None:
+                    group = result.stream_ordering if state_key is not None else group_before
+                    self._tips.advance(
+                        room_id,
+                        StoredEvent(
+                            event, result.stream_ordering, depth, False, None, False, group
+                        ),
+                    )
+                else:
+                    # tips were merged (state came from resolution), or a redaction may have
+                    # changed an auth event as readers see it
+                    self._tips.forget(room_id)
         if not result.existing:
             concerned = [state_key] if event_type == "m.room.member" and state_key else []
             self._notifier.on_new_event(room_id, result.stream_ordering, concerned)

@@ -312,6 +312,7 @@ async def test_fork_is_merged_with_state_resolution(env: Env, version: str) -> N
             signing_key=env.key,
         )
         await env.events.persist_event(NewEvent(event, None, tip.state_group))
+        env.creator.room_written_elsewhere(room_id)  # as the federation receiver will
         forks.append(event.event_id)
     assert {e.event_id for e in await env.events.get_forward_extremities(room_id)} == set(forks)
     sent = await env.rooms.send(ALICE, room_id, "m.room.message", {"body": "merge"}, txn_id="m")
@@ -357,3 +358,38 @@ async def test_redaction(env: Env, version: str) -> None:
     other = await env.rooms.send(CAROL, room_id, "m.room.message", {"body": "x"}, txn_id="2")
     await env.rooms.redact(ALICE, room_id, other.event_id, "r4")
     assert (await env.rooms.history.get_event(BOB, room_id, other.event_id))["content"] == {}
+
+
+async def test_room_tip_is_kept_between_sends_and_read_again_when_unsure(env: Env) -> None:
+    """A send into an active room builds on the remembered tip (no read before the write);
+    the graph stays linear and auth still uses the current state."""
+    room_id = await env.rooms.create_room(ALICE, CreateRoomRequest(preset="public_chat"))
+    reads = 0
+    real = env.events.get_creation_context
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real(*args, **kwargs)
+
+    env.events.get_creation_context = counting  # type: ignore[method-assign]
+    ids = [
+        (
+            await env.rooms.send(ALICE, room_id, "m.room.message", {"body": str(i)}, txn_id=f"t{i}")
+        ).event_id
+        for i in range(5)
+    ]
+    assert reads <= 1
+    for earlier, later in itertools.pairwise(ids):
+        stored = await env.events.get_event(later)
+        assert stored is not None and stored.event.prev_event_ids == [earlier]
+    [tip] = await env.events.get_forward_extremities(room_id)
+    assert tip.event_id == ids[-1]
+    # a retried transaction ID still returns the first event
+    again = await env.rooms.send(ALICE, room_id, "m.room.message", {"body": "0"}, txn_id="t0")
+    assert again.event_id == ids[0]
+    # after a redaction the tip is read again
+    reads = 0
+    await env.rooms.redact(ALICE, room_id, ids[0], "r1")
+    await env.rooms.send(ALICE, room_id, "m.room.message", {"body": "x"}, txn_id="x")
+    assert reads == 1
