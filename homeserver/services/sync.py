@@ -38,7 +38,7 @@ from homeserver.services.push_rules import default_push_rules_event
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.stream_ids import StreamIdGenerator
-from homeserver.storage.sync import MembershipRow, SyncSnapshot, SyncStore
+from homeserver.storage.sync import MembershipRow, RoomWindow, SyncSnapshot, SyncStore
 from homeserver.streams import InvalidStreamToken, StreamName, StreamToken
 
 __all__ = ["SyncRequest", "SyncService", "parse_since"]
@@ -63,6 +63,8 @@ STRIPPED_STATE_TYPES = (
 _MAX_REFILLS = 3
 #: Users whose joined rooms are remembered between syncs (emptied when full).
 _JOINED_CACHE_SIZE = 100_000
+#: Room windows shared between the syncs woken by one event, at most.
+_WINDOW_CACHE_SIZE = 10_000
 #: Streams whose positions live in memory and restart from 0 (not checked for "future" tokens).
 _EPHEMERAL_STREAMS = frozenset({StreamName.TYPING})
 
@@ -253,6 +255,9 @@ class SyncService:
         self._max_timeout_ms = max_timeout_ms
         #: the rooms each syncing user was joined to at its last sync (where to listen first)
         self._joined_cache: dict[str, frozenset[str]] = {}
+        #: room windows read at the newest EVENTS position (see ``_window``)
+        self._windows: dict[tuple[str, int | None, int], RoomWindow] = {}
+        self._windows_at = -1
         #: the TO_DEVICE position each device has acknowledged (skips redundant deletes)
         self._acked_to_device: dict[tuple[str, str], int] = {}
 
@@ -393,6 +398,7 @@ class SyncService:
                 full=room_id in full_rooms,
                 since=since,
                 now=now,
+                joined_at=memberships.current[room_id].stream_ordering,
             )
             eph = [e for e in ephemeral.get(room_id, []) if room_filter.ephemeral.matches(e)]
             entry["ephemeral"] = {"events": eph}
@@ -441,10 +447,16 @@ class SyncService:
         full: bool,
         since: StreamToken | None,
         now: StreamToken,
+        joined_at: int,
     ) -> JsonDict:
         from_pos = None if full or since is None else since.get(StreamName.EVENTS)
         return await self._room_entry(
-            req, room_id, from_pos=from_pos, to_pos=now.get(StreamName.EVENTS), full=full
+            req,
+            room_id,
+            from_pos=from_pos,
+            to_pos=now.get(StreamName.EVENTS),
+            full=full,
+            joined_at=joined_at,
         )
 
     async def _left_room(
@@ -459,15 +471,30 @@ class SyncService:
         return entry
 
     async def _room_entry(
-        self, req: SyncRequest, room_id: str, *, from_pos: int | None, to_pos: int, full: bool
+        self,
+        req: SyncRequest,
+        room_id: str,
+        *,
+        from_pos: int | None,
+        to_pos: int,
+        full: bool,
+        joined_at: int | None = None,
     ) -> JsonDict:
-        """The timeline and state of one room for the range (from_pos, to_pos]."""
+        """The timeline and state of one room for the range (from_pos, to_pos]; ``joined_at``:
+        the position of the user's current join event, if joined."""
         filt = req.filter
         timeline_filter = filt.room.timeline
         limit = filt.timeline_limit
-        window = await self._store.load_room(room_id, from_pos=from_pos, to_pos=to_pos, limit=limit)
+        window = await self._window(room_id, from_pos, to_pos, limit)
         timeline, limited, dropped = await self._select_timeline(
-            req, room_id, window.timeline, window.exhausted, from_pos, limit, timeline_filter
+            req,
+            room_id,
+            window.timeline,
+            window.exhausted,
+            from_pos,
+            limit,
+            timeline_filter,
+            joined_at,
         )
         # the state at the timeline's start: needed for a full room, or to diff against the
         # state at ``from_pos`` when the timeline does not show every state change in the range
@@ -536,6 +563,7 @@ class SyncService:
         from_pos: int | None,
         limit: int,
         timeline_filter: RoomEventFilter,
+        joined_at: int | None,
     ) -> tuple[list[StoredEvent], bool, bool]:
         """The timeline (oldest first), whether it is limited, and whether events of the range
         were dropped by the filter or history visibility (so the state must be diffed)."""
@@ -546,7 +574,7 @@ class SyncService:
         while True:
             batch = candidates[: limit + 1 - len(selected)] if candidates else []
             consumed = len(batch)
-            keep = await self._visible(req.user_id, batch)
+            keep = await self._visible(req.user_id, batch, joined_at)
             matching = [e for e in keep if timeline_filter.matches(client_event(e))]
             if len(matching) != len(batch):
                 dropped = True
@@ -568,13 +596,42 @@ class SyncService:
             exhausted = len(more) < 2 * (limit + 1)
             candidates = more
 
-    async def _visible(self, user_id: str, newest_first: list[StoredEvent]) -> list[StoredEvent]:
+    async def _visible(
+        self, user_id: str, newest_first: list[StoredEvent], joined_at: int | None
+    ) -> list[StoredEvent]:
         if self._visibility is None or not newest_first:
+            return newest_first
+        if joined_at is not None and newest_first[-1].stream_ordering > joined_at:
+            # joined before all of them and still joined: a member sees everything
             return newest_first
         visible = await self._visibility.filter_events_for_user(
             user_id, list(reversed(newest_first))
         )
         return list(reversed(visible))
+
+    async def _window(
+        self, room_id: str, from_pos: int | None, to_pos: int, limit: int
+    ) -> RoomWindow:
+        """The room's newest events in (from_pos, to_pos]. When a message wakes every member
+        of a room, their syncs ask for the same range: those reads are shared. Entries are kept
+        only while ``to_pos`` is the newest position asked for (a later event, a redaction
+        included, starts afresh), so nothing stale is served."""
+        if to_pos != self._windows_at:
+            if to_pos < self._windows_at:
+                return await self._store.load_room(
+                    room_id, from_pos=from_pos, to_pos=to_pos, limit=limit
+                )
+            self._windows.clear()
+            self._windows_at = to_pos
+        key = (room_id, from_pos, limit)
+        window = self._windows.get(key)
+        if window is None:
+            window = await self._store.load_room(
+                room_id, from_pos=from_pos, to_pos=to_pos, limit=limit
+            )
+            if to_pos == self._windows_at and len(self._windows) < _WINDOW_CACHE_SIZE:
+                self._windows[key] = window
+        return window
 
     def _format(self, req: SyncRequest, stored: StoredEvent, txn_id: str | None = None) -> JsonDict:
         if req.filter.event_format == "federation":

@@ -338,3 +338,27 @@ async def test_token_valid_after_restart(homeserver_factory: ServerFactory, tmp_
         r = await c.get(f"{V3}/sync", params={"since": since})
         assert r.status_code == 200, r.text
         assert _bodies(r.json()["rooms"]["join"][room_id]) == ["before restart"]
+
+
+async def test_history_visibility_applies_to_timelines(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    async with alice.client, bob.client:
+        room_id = await alice.create_room(
+            preset="public_chat",
+            initial_state=[
+                {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}
+            ],
+        )
+        await alice.send(room_id, "before bob")
+        since = (await bob.sync())["next_batch"]
+        await bob.join(room_id)
+        await alice.send(room_id, "after bob")
+        for body in (await bob.sync(), await bob.sync(since=since)):
+            room = body["rooms"]["join"][room_id]
+            assert _bodies(room) == ["after bob"]
+        # alice, joined all along, sees both
+        assert _bodies((await alice.sync())["rooms"]["join"][room_id]) == [
+            "before bob",
+            "after bob",
+        ]
