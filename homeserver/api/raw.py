@@ -203,6 +203,7 @@ class RawRoutes:
         status, body, headers = await self._serve(endpoint, params, scope, receive)
         if status is None:
             return  # the client went away: nothing to answer
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
