@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
@@ -83,6 +83,9 @@ async def bench_latency(srv: Server, messages: int, rate: float) -> dict[str, fl
         await _join(c, bob, room_id)
         await _settled(c, alice)
         since = await _settled(c, bob)
+        host, port = srv.base_url.removeprefix("http://").rsplit(":", 1)
+        poller = _RawPoller(host, int(port), bob)
+        sender = _RawPoller(host, int(port), alice)
         latencies: list[float] = []
         for i in range(messages):
             sent_at: list[float] = []
@@ -90,17 +93,17 @@ async def bench_latency(srv: Server, messages: int, rate: float) -> dict[str, fl
             async def send(i: int = i, sent_at: list[float] = sent_at) -> None:
                 await trio.sleep(0.01)  # the poll is parked by now
                 sent_at.append(trio.current_time())
-                r = await c.put(
-                    f"{V3}/rooms/{room_id}/send/m.room.message/l{i}",
-                    json={"msgtype": "m.text", "body": f"m{i}"},
-                    headers=alice.headers,
+                answer = await sender.request(
+                    "PUT",
+                    f"{V3}/rooms/{quote(room_id)}/send/m.room.message/l{i}",
+                    orjson.dumps({"msgtype": "m.text", "body": f"m{i}"}),
                 )
-                r.raise_for_status()
+                assert "event_id" in answer, answer
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(send)
                 while True:  # other streams (presence) may answer first: poll until it is there
-                    body = await _sync(c, bob, since, timeout=10_000)
+                    body = await poller.sync(since, 10_000)
                     got_at = trio.current_time()
                     since = body["next_batch"]
                     room = body["rooms"]["join"].get(room_id, {})
@@ -109,6 +112,8 @@ async def bench_latency(srv: Server, messages: int, rate: float) -> dict[str, fl
                         break
             latencies.append((got_at - sent_at[0]) * 1000)
             await trio.sleep(max(0.0, 1 / rate - 0.01))
+        await poller.aclose()
+        await sender.aclose()
     return {
         "messages": messages,
         "rate_per_s": rate,
@@ -159,13 +164,19 @@ class _RawPoller:
         self._buf = bytearray()
 
     async def sync(self, since: str, timeout: int) -> dict[str, Any]:
+        query = urlencode({"since": since, "timeout": timeout, "filter": FILTER})
+        return await self.request("GET", f"{V3}/sync?{query}")
+
+    async def request(self, method: str, target: str, body: bytes = b"") -> dict[str, Any]:
         if self._stream is None:
             self._stream = await trio.open_tcp_stream(self._host, self._port)
-        query = urlencode({"since": since, "timeout": timeout, "filter": FILTER})
-        await self._stream.send_all(
-            f"GET {V3}/sync?{query} HTTP/1.1\r\nHost: {self._host}\r\n"
-            f"Authorization: Bearer {self._user.token}\r\n\r\n".encode()
+        head_out = (
+            f"{method} {target} HTTP/1.1\r\nHost: {self._host}\r\n"
+            f"Authorization: Bearer {self._user.token}\r\n"
         )
+        if method != "GET":
+            head_out += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        await self._stream.send_all((head_out + "\r\n").encode() + body)
         while b"\r\n\r\n" not in self._buf:
             self._buf += await self._stream.receive_some(65536)
         head, _, rest = bytes(self._buf).partition(b"\r\n\r\n")
@@ -174,11 +185,11 @@ class _RawPoller:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
-        body = bytearray(rest)
-        while len(body) < length:
-            body += await self._stream.receive_some(65536)
-        self._buf = bytearray(body[length:])
-        parsed: dict[str, Any] = orjson.loads(bytes(body[:length]))
+        data = bytearray(rest)
+        while len(data) < length:
+            data += await self._stream.receive_some(65536)
+        self._buf = bytearray(data[length:])
+        parsed: dict[str, Any] = orjson.loads(bytes(data[:length]))
         return parsed
 
     async def aclose(self) -> None:

@@ -8,6 +8,7 @@ exits 0 after a graceful stop.
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import logging
 import signal
@@ -27,6 +28,9 @@ def _generate(path: Path, server_name: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(sample_config_text(server_name), encoding="utf-8")
 
+
+#: Allocations between young-generation collections (CPython's default is 700).
+_GC_GEN0_THRESHOLD = 10_000
 
 async def _run(cfg: Config) -> None:
     from homeserver.app import serve_homeserver
@@ -50,6 +54,12 @@ async def _run(cfg: Config) -> None:
             )
         )
         urls = [u for b in bound for u in b.urls]
+        # Everything built at start-up (modules, config, services) lives as long as the
+        # process: move it out of the collector's way, so collections only walk what requests
+        # allocate, and collect the youngest generation less often (fewer, shorter pauses).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(_GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
         print(
             f"Homeserver {cfg.server_name} is running on {', '.join(urls)}\n"
             f"  config:   {cfg.config_path}\n"
