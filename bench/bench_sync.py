@@ -24,7 +24,15 @@ import orjson
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import V3, BenchUser, Server, percentile, register_users, start_server
+from _server import (
+    V3,
+    BenchUser,
+    RawClient,
+    Server,
+    percentile,
+    register_users,
+    start_server,
+)
 
 FILTER = json.dumps({"room": {"timeline": {"limit": 10}}})
 
@@ -83,9 +91,8 @@ async def bench_latency(srv: Server, messages: int, rate: float) -> dict[str, fl
         await _join(c, bob, room_id)
         await _settled(c, alice)
         since = await _settled(c, bob)
-        host, port = srv.base_url.removeprefix("http://").rsplit(":", 1)
-        poller = _RawPoller(host, int(port), bob)
-        sender = _RawPoller(host, int(port), alice)
+        poller = RawClient.to(srv.base_url, bob)
+        sender = RawClient.to(srv.base_url, alice)
         latencies: list[float] = []
         for i in range(messages):
             sent_at: list[float] = []
@@ -103,7 +110,7 @@ async def bench_latency(srv: Server, messages: int, rate: float) -> dict[str, fl
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(send)
                 while True:  # other streams (presence) may answer first: poll until it is there
-                    body = await poller.sync(since, 10_000)
+                    body = await poller.sync(since, 10_000, FILTER)
                     got_at = trio.current_time()
                     since = body["next_batch"]
                     room = body["rooms"]["join"].get(room_id, {})
@@ -135,8 +142,7 @@ async def bench_fanout(srv: Server, members: int, rounds: int) -> dict[str, floa
         for u in users:  # everyone online first: their presence changes are not the message
             await _sync(c, u)
         tokens = {u.user_id: await _settled(c, u) for u in users}
-        host, port = srv.base_url.removeprefix("http://").rsplit(":", 1)
-        pollers = {u.user_id: _RawPoller(host, int(port), u) for u in users}
+        pollers = {u.user_id: RawClient.to(srv.base_url, u) for u in users}
         try:
             results = [
                 await _fanout_round(srv, c, users, pollers, room_id, tokens, f"f{r_i}")
@@ -154,54 +160,11 @@ async def bench_fanout(srv: Server, members: int, rounds: int) -> dict[str, floa
     }
 
 
-class _RawPoller:
-    """A long-poller on its own keep-alive connection that parses as little as it can, so the
-    load generator's CPU does not bound what is measured (httpx costs ~2.5 ms per request)."""
-
-    def __init__(self, host: str, port: int, user: BenchUser) -> None:
-        self._host, self._port, self._user = host, port, user
-        self._stream: trio.SocketStream | None = None
-        self._buf = bytearray()
-
-    async def sync(self, since: str, timeout: int) -> dict[str, Any]:
-        query = urlencode({"since": since, "timeout": timeout, "filter": FILTER})
-        return await self.request("GET", f"{V3}/sync?{query}")
-
-    async def request(self, method: str, target: str, body: bytes = b"") -> dict[str, Any]:
-        if self._stream is None:
-            self._stream = await trio.open_tcp_stream(self._host, self._port)
-        head_out = (
-            f"{method} {target} HTTP/1.1\r\nHost: {self._host}\r\n"
-            f"Authorization: Bearer {self._user.token}\r\n"
-        )
-        if method != "GET":
-            head_out += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        await self._stream.send_all((head_out + "\r\n").encode() + body)
-        while b"\r\n\r\n" not in self._buf:
-            self._buf += await self._stream.receive_some(65536)
-        head, _, rest = bytes(self._buf).partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        data = bytearray(rest)
-        while len(data) < length:
-            data += await self._stream.receive_some(65536)
-        self._buf = bytearray(data[length:])
-        parsed: dict[str, Any] = orjson.loads(bytes(data[:length]))
-        return parsed
-
-    async def aclose(self) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()
-
-
 async def _fanout_round(
     srv: Server,
     c: httpx.AsyncClient,
     users: list[BenchUser],
-    pollers: dict[str, _RawPoller],
+    pollers: dict[str, RawClient],
     room_id: str,
     tokens: dict[str, str],
     txn: str,
@@ -217,7 +180,7 @@ async def _fanout_round(
         if started == len(users):
             parked.set()
         while True:  # presence may wake the poll first: poll until the message is there
-            body = await pollers[u.user_id].sync(tokens[u.user_id], 30_000)
+            body = await pollers[u.user_id].sync(tokens[u.user_id], 30_000, FILTER)
             tokens[u.user_id] = body["next_batch"]
             room = body["rooms"]["join"].get(room_id, {})
             if any(
