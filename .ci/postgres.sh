@@ -121,6 +121,9 @@ BEGIN
     END IF;
 END
 \$\$;
+-- DROP DATABASE ... WITH (FORCE) in the test teardown may have to stop an autovacuum worker
+-- on that database, which only pg_signal_backend members may do.
+GRANT pg_signal_backend TO "${ROLE}";
 EOF
 }
 

@@ -45,7 +45,17 @@ def _pg_admin(*statements: str) -> None:
         conn = await asyncpg.connect(POSTGRES_URL)
         try:
             for statement in statements:
-                await conn.execute(statement)
+                for attempt in range(5):
+                    try:
+                        await conn.execute(statement)
+                        break
+                    except asyncpg.InsufficientPrivilegeError:
+                        # DROP ... WITH (FORCE) met an autovacuum worker it may not stop (a
+                        # server set up before .ci/postgres.sh granted pg_signal_backend):
+                        # the worker finishes soon, try again
+                        if attempt == 4:
+                            raise
+                        await asyncio.sleep(0.5 * (attempt + 1))
         finally:
             await conn.close()
 
