@@ -19,6 +19,7 @@ to decide whether to reuse a filter ID). Errors follow Synapse where the spec sa
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,6 +46,11 @@ def _stored_id(filter_id: str) -> int | None:
     return value if value < _MAX_FILTER_ID else None
 
 
+#: ``/sync`` filter parameters kept parsed (least recently used dropped first).
+_RESOLVED_CACHE_SIZE = 4096
+#: Longer parameters are parsed every time (they would make the cache large).
+_MAX_CACHED_PARAM = 2048
+
 class FilterService:
     """Create, fetch and resolve a user's filters.
 
@@ -54,6 +60,7 @@ class FilterService:
 
     def __init__(self, filters: FilterStore) -> None:
         self._filters = filters
+        self._resolved: OrderedDict[str, SyncFilter] = OrderedDict()
 
     async def create(self, user_id: str, body: Mapping[str, Any]) -> str:
         """Check and store a filter for ``user_id``; return its ID (never starting with ``{``).
@@ -93,14 +100,27 @@ class FilterService:
         """
         if param is None:
             return DEFAULT_SYNC_FILTER
+        # Every /sync of a client sends the same parameter: parse it once. Parsed filters are
+        # immutable and stored ones are never changed, so the cache needs no invalidation.
+        key = param if param.startswith("{") else f"{user_id}\n{param}"
+        cached = self._resolved.get(key)
+        if cached is not None:
+            self._resolved.move_to_end(key)
+            return cached
         if param.startswith("{"):
-            return parse_sync_filter(decode_filter_param(param))
-        definition = await self._get(user_id, param)
-        if definition is None:
-            raise InvalidParam("No such filter")
-        # Stored filters were checked on upload; parsing again keeps one code path (and
-        # rejects a row written by an older, laxer version instead of misreading it).
-        return parse_sync_filter(definition)
+            resolved = parse_sync_filter(decode_filter_param(param))
+        else:
+            definition = await self._get(user_id, param)
+            if definition is None:
+                raise InvalidParam("No such filter")
+            # Stored filters were checked on upload; parsing again keeps one code path (and
+            # rejects a row written by an older, laxer version instead of misreading it).
+            resolved = parse_sync_filter(definition)
+        if len(key) <= _MAX_CACHED_PARAM:
+            self._resolved[key] = resolved
+        if len(self._resolved) > _RESOLVED_CACHE_SIZE:
+            self._resolved.popitem(last=False)
+        return resolved
 
     async def _get(self, user_id: str, filter_id: str) -> dict[str, Any] | None:
         stored = _stored_id(filter_id)

@@ -302,6 +302,7 @@ class SyncService:
                 response = await self._build(req, memberships, snapshot, now)
                 if not wait or not response.is_empty():
                     return response.to_json()
+                del snapshot, memberships  # an idle long-poll holds as little as it can
                 with trio.move_on_at(deadline):
                     await listener.wait()
                 if trio.current_time() >= deadline:
