@@ -75,6 +75,16 @@ def _config(directory: Path, database_url: str | None, port: int) -> Path:
     return path
 
 
+def _entry_point() -> list[str]:
+    """``-m homeserver``, or a wrapper script that runs it: ``HS_WRAPPER`` names one (for
+    example a memory tracer), ``HS_PROFILE`` selects the CPU-clock profiler."""
+    if wrapper := os.environ.get("HS_WRAPPER"):
+        return [wrapper]
+    if os.environ.get("HS_PROFILE"):
+        return [str(ROOT / "bench" / "_cpuprofile.py")]
+    return ["-m", "homeserver"]
+
+
 @asynccontextmanager
 async def start_server(database_url: str | None = None) -> AsyncIterator[Server]:
     with tempfile.TemporaryDirectory(prefix="hs-bench-") as tmp:
@@ -86,11 +96,7 @@ async def start_server(database_url: str | None = None) -> AsyncIterator[Server]
         proc = await trio.lowlevel.open_process(
             [
                 sys.executable,
-                *(
-                    [str(ROOT / "bench" / "_cpuprofile.py")]
-                    if os.environ.get("HS_PROFILE")
-                    else ["-m", "homeserver"]
-                ),
+                *_entry_point(),
                 "run",
                 "--config",
                 str(cfg),

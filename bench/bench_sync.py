@@ -71,12 +71,15 @@ def _is_empty(body: dict[str, Any]) -> bool:
     )
 
 
-async def _settled(c: httpx.AsyncClient, user: BenchUser) -> str:
+async def _settled(c: httpx.AsyncClient, user: BenchUser, wait_ms: int = 0) -> str:
     """A token after which nothing is pending for ``user`` (its own presence coming online,
-    other users' joins...), so a long-poll from it waits for the next real change."""
+    other users' joins...), so a long-poll from it waits for the next real change.
+
+    With ``wait_ms`` > 0 the check is a long-poll of that length, so presence changes that the
+    server applies later (its flush runs every second) are waited for too."""
     body = await _sync(c, user)
     for _ in range(20):
-        nxt = await _sync(c, user, body["next_batch"])
+        nxt = await _sync(c, user, body["next_batch"], timeout=wait_ms)
         if _is_empty(nxt):
             return str(nxt["next_batch"])
         body = nxt
@@ -211,7 +214,7 @@ async def bench_idle_memory(srv: Server, polls: int) -> dict[str, float]:
     ``GET /sync?since=…&timeout=60000`` and wait (nothing changes, so none is answered)."""
     async with httpx.AsyncClient(base_url=srv.base_url, timeout=120) as c:
         (user,) = await register_users(c, "idle", 1)
-        since = await _settled(c, user)
+        since = await _settled(c, user, wait_ms=2500)
     host, port = srv.base_url.removeprefix("http://").rsplit(":", 1)
     query = urlencode({"since": since, "timeout": 60_000, "filter": FILTER})
     request = (
@@ -247,6 +250,13 @@ async def bench_idle_memory(srv: Server, polls: int) -> dict[str, float]:
         open_conns = len(
             [k for k in srv.process.net_connections("tcp") if k.status == "ESTABLISHED"]
         )
+        answered = 0  # a poll that was answered is not an idle long-poll: the figure is void
+        for stream in streams:
+            with trio.move_on_after(0.001):
+                if await stream.receive_some(1):
+                    answered += 1
+        if answered:
+            raise RuntimeError(f"{answered} of the idle long-polls were answered")
     finally:
         for stream in streams:
             await stream.aclose()

@@ -32,6 +32,7 @@ def _generate(path: Path, server_name: str) -> None:
 #: Allocations between young-generation collections (CPython's default is 700).
 _GC_GEN0_THRESHOLD = 10_000
 
+
 async def _run(cfg: Config) -> None:
     from homeserver.app import serve_homeserver
 

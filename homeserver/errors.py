@@ -75,6 +75,13 @@ class Codes(enum.StrEnum):
     UNKNOWN_POS = "M_UNKNOWN_POS"
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready: there is nobody to answer.
+
+    Not a :class:`MatrixError` (no client ever sees it); the HTTP layer drops the request.
+    """
+
+
 class MatrixError(Exception):
     """An error a client sees as ``{"errcode": ..., "error": ...}`` with ``status``.
 

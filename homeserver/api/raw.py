@@ -11,8 +11,10 @@ are the same (access token, rate limit, presence activity), so the outside behav
 change.
 
 A raw endpoint gets the path parameters, the parsed query, the JSON body (when it declares
-one), the authenticated requester, and is cancelled when the client disconnects (a long-poll
-whose client went away stops at once).
+one), the authenticated requester, and ``until_disconnect``: an endpoint that waits (a ``/sync``
+long-poll) awaits it *in the same task* while it waits, so a poll whose client went away stops
+at once without a second task per open request (memory per idle long-poll, bench/README.md).
+Endpoints that do not wait ignore it: their work finishes even if the client has gone.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 import orjson
-import trio
 
 from homeserver.api._http import decode_json_object
-from homeserver.errors import MatrixError, MissingToken, TooLarge, UnknownError
+from homeserver.errors import ClientGone, MatrixError, MissingToken, TooLarge, UnknownError
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Authenticator, Requester
 
@@ -49,6 +50,8 @@ class RawRequest:
     query: Mapping[str, str]
     params: Mapping[str, str]
     body: dict[str, Any] | None = None
+    #: raises :class:`ClientGone` once the client disconnects (never returns otherwise)
+    until_disconnect: Callable[[], Awaitable[None]] | None = None
 
 
 class RawEndpoint(Protocol):
@@ -125,10 +128,6 @@ class _Template:
         return params
 
 
-class _ClientGone(Exception):
-    """The client disconnected while sending its body."""
-
-
 async def _read_json(receive: Receive, scope: Scope, limit: int) -> dict[str, Any]:
     """The body as a JSON object (the same rules and errors as ``read_json_body``)."""
     declared = _header(scope, b"content-length")
@@ -138,7 +137,7 @@ async def _read_json(receive: Receive, scope: Scope, limit: int) -> dict[str, An
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _ClientGone()
+            raise ClientGone()
         data += message.get("body", b"")
         if len(data) > limit:
             raise TooLarge()
@@ -208,7 +207,12 @@ class RawRoutes:
         await send({"type": "http.response.body", "body": body})
 
     async def _handle(
-        self, endpoint: RawEndpoint, params: dict[str, str], scope: Scope, receive: Receive
+        self,
+        endpoint: RawEndpoint,
+        params: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        until_disconnect: Callable[[], Awaitable[None]],
     ) -> Any:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         token = _access_token(scope, query)
@@ -222,48 +226,39 @@ class RawRoutes:
         body = None
         if endpoint.json_body_limit > 0:
             body = await _read_json(receive, scope, endpoint.json_body_limit)
-        return await endpoint(RawRequest(requester, query, params, body))
+        return await endpoint(RawRequest(requester, query, params, body, until_disconnect))
 
     async def _serve(
         self, endpoint: RawEndpoint, params: dict[str, str], scope: Scope, receive: Receive
     ) -> tuple[int | None, bytes, Headers]:
-        result: tuple[int | None, bytes, Headers] = (None, b"", [])
-        body_read = trio.Event()
-        if endpoint.json_body_limit <= 0:
-            body_read.set()
+        body_read = endpoint.json_body_limit <= 0
 
         async def own_receive() -> dict[str, Any]:
+            nonlocal body_read
             message = await receive()
             if not message.get("more_body", False):
-                body_read.set()
+                body_read = True
             return message
 
-        async with trio.open_nursery() as nursery:
+        async def until_disconnect() -> None:
+            while True:  # past the request body, the only message left is the disconnect
+                if (await receive())["type"] == "http.disconnect":
+                    raise ClientGone()
 
-            async def watch_disconnect() -> None:
-                await body_read.wait()  # the handler reads the body itself; then watch
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        nursery.cancel_scope.cancel()
-                        return
-
-            nursery.start_soon(watch_disconnect)
-            try:
-                answer = await self._handle(endpoint, params, scope, own_receive)
-                result = (200, orjson.dumps(answer), _JSON_HEADERS)
-            except _ClientGone:
-                result = (None, b"", [])
-            except MatrixError as err:
-                extra = [(k.lower().encode(), str(v).encode()) for k, v in err.headers.items()]
-                result = (err.status, orjson.dumps(err.to_json()), [*_JSON_HEADERS, *extra])
-            except Exception as exc:
-                rid = str(scope.get("hs.request_id", "-"))
-                self._on_error(rid, exc)
-                unknown = UnknownError(f"Internal server error (request {rid})")
-                result = (unknown.status, orjson.dumps(unknown.to_json()), _JSON_HEADERS)
-            nursery.cancel_scope.cancel()
-        if result[0] is not None and not body_read.is_set():
+        try:
+            answer = await self._handle(endpoint, params, scope, own_receive, until_disconnect)
+            result: tuple[int | None, bytes, Headers] = (200, orjson.dumps(answer), _JSON_HEADERS)
+        except ClientGone:
+            return (None, b"", [])
+        except MatrixError as err:
+            extra = [(k.lower().encode(), str(v).encode()) for k, v in err.headers.items()]
+            result = (err.status, orjson.dumps(err.to_json()), [*_JSON_HEADERS, *extra])
+        except Exception as exc:
+            rid = str(scope.get("hs.request_id", "-"))
+            self._on_error(rid, exc)
+            unknown = UnknownError(f"Internal server error (request {rid})")
+            result = (unknown.status, orjson.dumps(unknown.to_json()), _JSON_HEADERS)
+        if not body_read:
             # answered without reading the body (e.g. a bad token): do not leave the rest of
             # it in front of the next request on this connection
             result = (result[0], result[1], [*result[2], (b"connection", b"close")])

@@ -51,6 +51,7 @@ _RESOLVED_CACHE_SIZE = 4096
 #: Longer parameters are parsed every time (they would make the cache large).
 _MAX_CACHED_PARAM = 2048
 
+
 class FilterService:
     """Create, fetch and resolve a user's filters.
 

@@ -17,7 +17,8 @@ the interface takes plain values so that is a transport change, not a redesign.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import math
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Protocol
 
 import trio
@@ -49,23 +50,48 @@ class Notifier(Protocol):
 
 
 class Listener:
-    """One waiting ``/sync``: woken when a key it is registered under is notified."""
+    """One waiting ``/sync``: woken when a key it is registered under is notified.
 
-    __slots__ = ("_event", "keys")
+    An idle long-poll is one of these plus the cancel scope of its :meth:`wait` (no event, no
+    second task): :meth:`wake` cancels that scope.
+    """
+
+    __slots__ = ("_scope", "_woken", "keys")
 
     def __init__(self, keys: frozenset[str]) -> None:
         self.keys = keys
-        self._event = trio.Event()
+        self._woken = False
+        self._scope: trio.CancelScope | None = None
 
     def wake(self) -> None:
-        self._event.set()
+        self._woken = True
+        if self._scope is not None:
+            self._scope.cancel()
 
     @property
     def woken(self) -> bool:
-        return self._event.is_set()
+        return self._woken
 
-    async def wait(self) -> None:
-        await self._event.wait()
+    async def wait(
+        self, deadline: float = math.inf, beside: Callable[[], Awaitable[None]] | None = None
+    ) -> bool:
+        """Wait until woken (True; at once if already woken) or until ``deadline`` (False).
+
+        ``beside`` is awaited meanwhile in this same task: the HTTP layer's wait for the client
+        to disconnect, which raises to end the long-poll. If it returns, the wait goes on
+        without it.
+        """
+        if self._woken:
+            return True
+        with trio.CancelScope(deadline=deadline) as scope:
+            self._scope = scope
+            try:
+                if beside is not None:
+                    await beside()
+                await trio.sleep_forever()
+            finally:
+                self._scope = None
+        return self._woken
 
 
 class InProcessNotifier:

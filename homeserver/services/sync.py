@@ -22,7 +22,7 @@ each can be built and tested on its own; :mod:`homeserver.app` wires all of them
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -128,6 +128,8 @@ class SyncRequest:
     full_state: bool = False
     timeout_ms: int = 0
     set_presence: str | None = None
+    #: awaited while the long-poll waits; raises (``ClientGone``) when the client has left
+    until_disconnect: Callable[[], Awaitable[None]] | None = None
 
 
 def parse_since(text: str | None) -> StreamToken | None:
@@ -302,11 +304,11 @@ class SyncService:
                 response = await self._build(req, memberships, snapshot, now)
                 if not wait or not response.is_empty():
                     return response.to_json()
-                del snapshot, memberships  # an idle long-poll holds as little as it can
-                with trio.move_on_at(deadline):
-                    await listener.wait()
-                if trio.current_time() >= deadline:
-                    return response.to_json()
+                # an idle long-poll holds as little as it can: at the timeout it answers with
+                # one more pass (anything committed at the last moment is in it)
+                del snapshot, memberships, response, joined, now
+                if not await listener.wait(deadline, req.until_disconnect):
+                    wait = False
                 self._notifier.unlisten(listener)
                 listener = self._notifier.listen(keys)
         finally:

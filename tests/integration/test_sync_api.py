@@ -362,3 +362,48 @@ async def test_history_visibility_applies_to_timelines(server: RunningServer) ->
             "before bob",
             "after bob",
         ]
+
+
+def _open_requests(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("homeserver_http_open_requests "):
+            return float(line.split()[1])
+    raise AssertionError("no open-requests gauge in /metrics")
+
+
+async def test_a_long_poll_ends_when_its_client_disconnects(
+    homeserver_factory: ServerFactory,
+) -> None:
+    """The waiting long-poll watches its connection: when the client goes away it stops at
+    once (no task or listener left behind until the timeout), and the server still works."""
+    srv = await homeserver_factory(
+        listeners=[{"host": "127.0.0.1", "port": 0, "resources": ["client", "metrics"]}],
+        presence={"enabled": False},  # nothing else wakes the poll
+    )
+    alice = await _user(srv, "alice")
+    async with alice.client:
+        since = (await alice.sync())["next_batch"]
+        host, port = srv.base_url.removeprefix("http://").rsplit(":", 1)
+
+        async def open_requests() -> float:
+            r = await alice.client.get("/metrics")
+            return _open_requests(r.text) - 1  # not counting this scrape
+
+        idle = await open_requests()
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(
+            (
+                f"GET {V3}/sync?since={since}&timeout=600000 HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {alice.token}\r\n\r\n"
+            ).encode()
+        )
+        with trio.fail_after(10):
+            while await open_requests() < idle + 1:  # parked
+                await trio.sleep(0.02)
+            await stream.aclose()
+            while await open_requests() > idle:  # gone without waiting for the timeout
+                await trio.sleep(0.02)
+        # another long-poll of the same user still wakes
+        room_id = await alice.create_room()
+        body = await alice.sync(since=since, timeout=5000)
+        assert room_id in body["rooms"]["join"]

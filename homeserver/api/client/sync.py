@@ -88,5 +88,6 @@ class SyncEndpoint:
                 full_state=full_state,
                 timeout_ms=timeout_ms,
                 set_presence=set_presence,
+                until_disconnect=request.until_disconnect,
             )
         )

@@ -38,8 +38,9 @@ class Endpoint:
         if self.behaviour == "crash":
             raise RuntimeError("boom")
         if self.behaviour == "hang":
+            assert request.until_disconnect is not None
             try:
-                await trio.sleep_forever()
+                await request.until_disconnect()
             finally:
                 self.cancelled = True
         return {"user": request.requester.user_id, "q": dict(request.query)}
@@ -130,7 +131,7 @@ async def test_matrix_error_and_crash() -> None:
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
 
 
-async def test_disconnect_cancels_the_endpoint() -> None:
+async def test_a_waiting_endpoint_stops_when_the_client_disconnects() -> None:
     endpoint = Endpoint()
     endpoint.behaviour = "hang"
     routes = _routes(endpoint, [], [])
