@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -84,6 +84,7 @@ from homeserver.services.keys import KeyService  # e2ee (issue 8)
 from homeserver.services.media import MediaService  # media (issue 9)
 from homeserver.services.media_blobs import BlobLocks  # media (issue 9)
 from homeserver.services.media_retention import MediaRetention  # media (issue 9)
+from homeserver.services.notification_counts import NotificationCounts
 from homeserver.services.notifier import InProcessNotifier, Notifier
 from homeserver.services.openid import OpenIdService
 from homeserver.services.otp import PhoneVerificationService
@@ -92,6 +93,7 @@ from homeserver.services.presence import PresenceService  # typing, receipts, pr
 from homeserver.services.profile import ProfileService
 from homeserver.services.profile_propagation import ProfilePropagator  # rooms access (issue 6)
 from homeserver.services.push_rules import PushRulesService
+from homeserver.services.push_ruleset import PUSH_RULES_TYPE
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.receipts import ReceiptsService  # typing, receipts, presence (issue 7)
 from homeserver.services.registration import RegistrationService
@@ -108,6 +110,8 @@ from homeserver.services.uia import MSISDN, PASSWORD, UiaService  # MSISDN, PASS
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.services.visibility import HistoryVisibility  # rooms access (issue 6)
 from homeserver.storage import Database, Stores, migrate, open_stores
+from homeserver.storage.account_data import GLOBAL
+from homeserver.storage.events import StoredEvent
 from homeserver.storage.media_files import LocalFileStore  # media (issue 9)
 
 logger = logging.getLogger(__name__)
@@ -498,8 +502,25 @@ def _sync_endpoint(
     rooms: _Rooms,
     live: _LiveLayer,
     e2ee: E2eeSyncSource,
+    push_rules_changed: list[Callable[[str], None]],
 ) -> SyncEndpoint:
     """``/sync`` (served without the framework: ``homeserver/api/raw.py``)."""
+    sync_store = stores.sync
+
+    async def room_events(
+        room_id: str, from_pos: int, to_pos: int, limit: int
+    ) -> tuple[list[StoredEvent], bool]:
+        window = await sync_store.load_room(room_id, from_pos=from_pos, to_pos=to_pos, limit=limit)
+        return window.timeline[:limit], window.exhausted
+
+    async def push_rules(user_id: str) -> Mapping[str, Any] | None:
+        return await stores.account_data.get(user_id, GLOBAL, PUSH_RULES_TYPE)
+
+    counts = NotificationCounts(
+        room_events, stores.receipts.read_positions, sync_store.push_state, push_rules
+    )
+    live.receipts.add_read_listener(counts.on_read)
+    push_rules_changed.append(counts.rules_changed)
     sync = SyncService(
         stores.sync,
         stores.events,
@@ -512,6 +533,7 @@ def _sync_endpoint(
         receipts=live.receipts,
         presence=live.presence,
         e2ee=e2ee,
+        counts=counts,
     )
     return SyncEndpoint(sync, FilterService(stores.filters))
 
@@ -651,10 +673,18 @@ def _registration_lock(
 # --- push rules ----------------------------------------------------------------------------------
 
 
-def _push_rules_apis(cfg: Config, stores: Stores, notifier: Notifier) -> list[object]:
+def _call_each(listeners: list[Callable[[str], None]], user_id: str) -> None:
+    for listener in listeners:
+        listener(user_id)
+
+
+def _push_rules_apis(
+    cfg: Config, stores: Stores, notifier: Notifier, on_change: Callable[[str], None]
+) -> list[object]:
     """``/pushrules/``: the user's push rules, stored as ``m.push_rules`` global account data
-    (every change wakes the owner's ``/sync`` through ``notifier``)."""
-    service = PushRulesService(stores.account_data, notifier)
+    (every change wakes the owner's ``/sync`` through ``notifier``, and ``on_change`` gets the
+    user ID)."""
+    service = PushRulesService(stores.account_data, notifier, on_change)
     return [PushRulesApi(service, cfg.limits.max_request_body_bytes)]
 
 
@@ -729,8 +759,15 @@ async def serve_homeserver(
         announcer.add_deletion_listener(e2ee.keys.devices_deleted)
         announcer.add_deletion_listener(accounts.auth.devices_deleted)
         filter_apis = _filter_apis(cfg, stores)  # sync and filters (issue 7)
+        push_rules_changed: list[Callable[[str], None]] = []
         sync_endpoint = _sync_endpoint(
-            stores, clock, notifier, rooms=rooms, live=live, e2ee=e2ee.sync_source
+            stores,
+            clock,
+            notifier,
+            rooms=rooms,
+            live=live,
+            e2ee=e2ee.sync_source,
+            push_rules_changed=push_rules_changed,
         )
         registration_lock = _registration_lock(cfg, stores, clock, accounts)
 
@@ -745,7 +782,12 @@ async def serve_homeserver(
                 *directory_apis["client"],  # room directory and upgrades (issue 6)
                 *filter_apis,  # sync and filters (issue 7)
                 *live.apis,  # typing, receipts, presence (issue 7)
-                *_push_rules_apis(cfg, stores, notifier),  # push rules
+                *_push_rules_apis(  # push rules
+                    cfg,
+                    stores,
+                    notifier,
+                    lambda user_id: _call_each(push_rules_changed, user_id),
+                ),
             ],
             "federation": [*account_surface.apis["federation"]],
             "media": [*media.apis],  # media (issue 9)

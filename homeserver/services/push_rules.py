@@ -19,7 +19,8 @@ A user who never changed a rule has nothing stored: reads compute the defaults o
 Guests have no push rules API (it is not on the spec's list of endpoints guests may use):
 ``403 M_GUEST_ACCESS_FORBIDDEN``.
 
-Not here yet: evaluating the rules against events (unread counts in ``/sync``, pushers).
+Evaluating the rules: :mod:`homeserver.services.push_evaluator`, used for the unread counts
+in ``/sync`` (:mod:`homeserver.services.notification_counts`). Not here yet: pushers.
 """
 
 from __future__ import annotations
@@ -58,9 +59,15 @@ class PushRulesService:
         notifier: told the ``ACCOUNT_DATA`` position of each committed change, for the owner.
     """
 
-    def __init__(self, account_data: AccountDataStore, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        account_data: AccountDataStore,
+        notifier: Notifier | None = None,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
         self._store = account_data
         self._notifier = notifier
+        self._on_change = on_change
 
     async def _load(self, requester: Requester) -> PushRuleset:
         _check_not_guest(requester)
@@ -82,6 +89,8 @@ class PushRulesService:
             return after
 
         position = await self._store.modify(user_id, GLOBAL, PUSH_RULES_TYPE, change)
+        if position is not None and self._on_change is not None:
+            self._on_change(user_id)
         if position is not None and self._notifier is not None:
             self._notifier.notify(StreamName.ACCOUNT_DATA, position, user_ids=(user_id,))
 

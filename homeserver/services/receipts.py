@@ -23,7 +23,7 @@ TODO(federation): ``m.receipt`` EDUs in and out (never with ``m.read.private``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -112,6 +112,12 @@ class ReceiptsService:
         self._notifier = notifier
         self._clock = clock
         self._marker_locks = _KeyedLocks()
+        self._read_listeners: list[Callable[[str, str, str, int], None]] = []
+
+    def add_read_listener(self, listener: Callable[[str, str, str, int], None]) -> None:
+        """Call ``listener(user_id, room_id, thread_id, event_position)`` after each receipt
+        that moved (unthreaded receipts have thread ID ""): notification counts."""
+        self._read_listeners.append(listener)
 
     async def post_receipt(
         self,
@@ -173,6 +179,14 @@ class ReceiptsService:
             raise NotFound("Event not found in this room")
         if result.position is None:  # not newer than the current receipt: nothing to tell
             return
+        if result.event_position is not None:
+            for listener in self._read_listeners:
+                listener(
+                    user_id,
+                    room_id,
+                    UNTHREADED if thread_id is None else thread_id,
+                    result.event_position,
+                )
         if receipt_type == READ_PRIVATE:
             self._notifier.notify(StreamName.RECEIPTS, result.position, user_ids=(user_id,))
         else:

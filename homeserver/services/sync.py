@@ -33,6 +33,7 @@ from homeserver.clock import Clock
 from homeserver.errors import InvalidParam
 from homeserver.services.events import client_event
 from homeserver.services.filtering import RoomEventFilter, SyncFilter
+from homeserver.services.notification_counts import NotificationCounts
 from homeserver.services.notifier import InProcessNotifier
 from homeserver.services.push_rules import default_push_rules_event
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
@@ -241,6 +242,7 @@ class SyncService:
         receipts: ReceiptsSource | None = None,
         presence: PresenceSource | None = None,
         e2ee: E2eeSource | None = None,
+        counts: NotificationCounts | None = None,
         max_timeout_ms: int = 300_000,
     ) -> None:
         self._store = store
@@ -254,6 +256,7 @@ class SyncService:
         self._receipts = receipts
         self._presence = presence
         self._e2ee = e2ee
+        self._counts = counts
         self._max_timeout_ms = max_timeout_ms
         #: the rooms each syncing user was joined to at its last sync (where to listen first)
         self._joined_cache: dict[str, frozenset[str]] = {}
@@ -555,6 +558,17 @@ class SyncService:
         )
         if full or members_changed:
             entry["summary"] = await self._summary(room_id, req.user_id)
+        if joined_at is not None and self._counts is not None:
+            counts = await self._counts.counts(
+                req.user_id,
+                room_id,
+                to_pos,
+                joined_at=joined_at,
+                window=window.timeline,
+                window_from=from_pos,
+                window_complete=window.exhausted,
+            )
+            entry.update(counts.sync_fields(filt.unread_thread_notifications))
         return entry
 
     async def _select_timeline(

@@ -70,6 +70,8 @@ class ReceiptWrite:
 
     outcome: Literal["written", "not_newer", "not_joined", "unknown_event"]
     position: int | None = None
+    #: the stream position of the receipt's event (when written)
+    event_position: int | None = None
 
 
 _MEMBERSHIP = select(current_state.c.membership).where(
@@ -90,6 +92,12 @@ _CURRENT_ORDER = text(
     bindparam("user_id", type_=Text),
     bindparam("thread_id", type_=Text),
 )
+_READ_POSITIONS = text(
+    "SELECT r.thread_id, MAX(e.stream_ordering) FROM receipts r"
+    " JOIN events e ON e.event_id = r.event_id"
+    " WHERE r.room_id = :room_id AND r.user_id = :user_id"
+    " AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.thread_id"
+).bindparams(bindparam("room_id", type_=Text), bindparam("user_id", type_=Text))
 # The same SQL runs on both databases (UPSERT with ``excluded``).
 _UPSERT = text(
     "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id)"
@@ -207,7 +215,7 @@ class ReceiptStore:
             await conn.execute(
                 _UPSERT, {**key, "event_id": event_id, "ts": ts, "stream_id": position}
             )
-            return ReceiptWrite("written", position)
+            return ReceiptWrite("written", position, order.stream_ordering)
 
         try:
             return await self._db.run(work, name="put_receipt")
@@ -230,6 +238,18 @@ class ReceiptStore:
 
         row = await self._db.read(work, name="get_receipt")
         return None if row is None else _row(row)
+
+    async def read_positions(self, user_id: str, room_id: str) -> dict[str, int]:
+        """Where the user has read up to in the room, per thread ID (:data:`UNTHREADED`,
+        ``"main"`` or a thread root): the stream position of the newer of its ``m.read`` and
+        ``m.read.private`` receipts (spec: "the receipt which is more recent/ahead must be
+        used")."""
+
+        async def work(conn: Conn) -> list[Row]:
+            return await conn.fetch_all(_READ_POSITIONS, {"room_id": room_id, "user_id": user_id})
+
+        rows = await self._db.read(work, name="receipt_read_positions")
+        return {str(r[0]): int(r[1]) for r in rows if r[1] is not None}
 
     async def receipts_in_rooms(self, room_ids: Collection[str], upto: int) -> list[ReceiptRow]:
         """Every receipt of ``room_ids`` written at or before position ``upto`` (initial sync)."""

@@ -173,6 +173,20 @@ _HERO_CANDIDATES = (
     .limit(bindparam("limit", type_=BigInteger))
 )
 
+# The user's own member event and the power levels: what push rules read of room state.
+_PUSH_STATE = (
+    select(*event_columns())
+    .select_from(events_join().join(current_state, current_state.c.event_id == events.c.event_id))
+    .where(
+        current_state.c.room_id == bindparam("room_id", type_=Text),
+        (
+            (current_state.c.type == "m.room.member")
+            & (current_state.c.state_key == bindparam("user_id", type_=Text))
+        )
+        | ((current_state.c.type == "m.room.power_levels") & (current_state.c.state_key == "")),
+    )
+)
+
 _TXN_ID = select(event_txn_ids.c.txn_id).where(
     event_txn_ids.c.user_id == bindparam("user_id", type_=Text),
     event_txn_ids.c.device_id == bindparam("device_id", type_=Text),
@@ -315,6 +329,28 @@ class SyncStore:
             return counts, heroes
 
         return await self._db.read(work, name="sync_summary")
+
+    async def push_state(
+        self, room_id: str, user_id: str
+    ) -> tuple[int, StoredEvent | None, StoredEvent | None]:
+        """What push rules read of the room's current state: the joined member count, the
+        user's own member event and the power levels event."""
+
+        async def work(conn: Conn) -> tuple[int, StoredEvent | None, StoredEvent | None]:
+            joined = 0
+            for m, n in await conn.fetch_all(_MEMBER_COUNTS, {"room_id": room_id}):
+                if m == "join":
+                    joined = int(n)
+            member = power = None
+            for row in await conn.fetch_all(_PUSH_STATE, {"room_id": room_id, "user_id": user_id}):
+                stored = decode_event_row(row)
+                if stored.event.type == "m.room.member":
+                    member = stored
+                else:
+                    power = stored
+            return joined, member, power
+
+        return await self._db.read(work, name="sync_push_state")
 
     async def transaction_ids(
         self, user_id: str, device_id: str, room_id: str, event_ids: Sequence[str]
