@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from federation.core.power_levels import get_creators
 from homeserver.services.push_evaluator import PushContext, PushEvaluator
 from homeserver.services.push_ruleset import PushRuleset
 from homeserver.storage.events import StoredEvent
@@ -124,8 +125,8 @@ class NotificationCounts:
     Args:
         events: reads a room's events in a stream range.
         read_positions: the user's read positions in a room per thread (from the receipts).
-        push_state: the room's joined member count, the user's member event and the power
-            levels event (current state).
+        push_state: the room's joined member count and, by type, the user's member event, the
+            power levels and the create event (current state).
         push_rules: the user's stored ``m.push_rules`` content (None: never changed).
     """
 
@@ -133,9 +134,7 @@ class NotificationCounts:
         self,
         events: EventSource,
         read_positions: Callable[[str, str], Awaitable[dict[str, int]]],
-        push_state: Callable[
-            [str, str], Awaitable[tuple[int, StoredEvent | None, StoredEvent | None]]
-        ],
+        push_state: Callable[[str, str], Awaitable[tuple[int, Mapping[str, StoredEvent]]]],
         push_rules: Callable[[str], Awaitable[Mapping[str, Any] | None]],
     ) -> None:
         self._events = events
@@ -255,16 +254,25 @@ class NotificationCounts:
                     del entry.pending[0]
 
     async def _context(self, user_id: str, room_id: str) -> PushContext:
-        joined, member, power = await self._push_state(room_id, user_id)
+        joined, state = await self._push_state(room_id, user_id)
         name = None
-        if member is not None:
+        if (member := state.get("m.room.member")) is not None:
             value = member.event.content.get("displayname")
             name = value if isinstance(value, str) and value else None
+        power = state.get("m.room.power_levels")
+        create = state.get("m.room.create")
+        version = None if create is None else create.event.room_version
         return PushContext(
             user_id=user_id,
             display_name=name,
             member_count=joined,
             power_levels=None if power is None else power.event.content,
+            creators=(
+                frozenset()
+                if create is None or version is None
+                else get_creators(version, create.event)
+            ),
+            privileged_creators=version is not None and version.privileged_creators,
         )
 
     async def _evaluator(self, user_id: str) -> PushEvaluator:

@@ -183,7 +183,13 @@ _PUSH_STATE = (
             (current_state.c.type == "m.room.member")
             & (current_state.c.state_key == bindparam("user_id", type_=Text))
         )
-        | ((current_state.c.type == "m.room.power_levels") & (current_state.c.state_key == "")),
+        | (
+            (
+                (current_state.c.type == "m.room.power_levels")
+                | (current_state.c.type == "m.room.create")
+            )
+            & (current_state.c.state_key == "")
+        ),
     )
 )
 
@@ -330,25 +336,20 @@ class SyncStore:
 
         return await self._db.read(work, name="sync_summary")
 
-    async def push_state(
-        self, room_id: str, user_id: str
-    ) -> tuple[int, StoredEvent | None, StoredEvent | None]:
-        """What push rules read of the room's current state: the joined member count, the
-        user's own member event and the power levels event."""
+    async def push_state(self, room_id: str, user_id: str) -> tuple[int, dict[str, StoredEvent]]:
+        """What push rules read of the room's current state: the joined member count, and by
+        type the user's own member event, the power levels and the create event."""
 
-        async def work(conn: Conn) -> tuple[int, StoredEvent | None, StoredEvent | None]:
+        async def work(conn: Conn) -> tuple[int, dict[str, StoredEvent]]:
             joined = 0
             for m, n in await conn.fetch_all(_MEMBER_COUNTS, {"room_id": room_id}):
                 if m == "join":
                     joined = int(n)
-            member = power = None
+            found: dict[str, StoredEvent] = {}
             for row in await conn.fetch_all(_PUSH_STATE, {"room_id": room_id, "user_id": user_id}):
                 stored = decode_event_row(row)
-                if stored.event.type == "m.room.member":
-                    member = stored
-                else:
-                    power = stored
-            return joined, member, power
+                found[stored.event.type] = stored
+            return joined, found
 
         return await self._db.read(work, name="sync_push_state")
 

@@ -171,3 +171,21 @@ async def test_counts_survive_a_restart(homeserver_factory: ServerFactory, tmp_p
     alice.server = again
     alice.since = None
     assert _counts(await alice.sync_room(room_id)) == (1, 0)
+
+
+async def test_a_room_mention_by_the_creator_of_a_v12_room_highlights(
+    server: RunningServer,
+) -> None:
+    """In room version 12 creators are not in the power levels' users map: they outrank every
+    level, so their ``@room`` passes ``sender_notification_permission``."""
+    alice, bob, room_id = await _pair(server)  # alice created the room (version 12)
+    carol = User(server, await server.register("carol"))
+    await alice.call("POST", f"{V3}/rooms/{quote(room_id)}/invite", {"user_id": carol.user_id})
+    await carol.call("POST", f"{V3}/join/{quote(room_id)}", {})
+    await bob.sync_room(room_id)
+    await alice.send(room_id, "@room hello all", **{"m.mentions": {"room": True}})
+    assert _counts(await bob.sync_room(room_id)) == (1, 1)
+    # bob (power level 0) may not notify the room: counted, not highlighted
+    await carol.sync_room(room_id)
+    await bob.send(room_id, "@room me too", **{"m.mentions": {"room": True}})
+    assert _counts(await carol.sync_room(room_id)) == (2, 1)
