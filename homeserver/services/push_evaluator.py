@@ -285,12 +285,20 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, bool, int))
 
 
-def _compile_property_is(cond: Mapping[str, Any]) -> _Check:
+def _key_and_scalar(cond: Mapping[str, Any]) -> tuple[_Getter, Any] | None:
+    """The getter of ``key`` and the scalar ``value`` of an ``event_property_*`` condition
+    (None: malformed, the rule never matches)."""
     key = cond.get("key")
     if not isinstance(key, str) or "value" not in cond or not _is_scalar(cond["value"]):
+        return None
+    return _getter(key), cond["value"]
+
+
+def _compile_property_is(cond: Mapping[str, Any]) -> _Check:
+    parsed = _key_and_scalar(cond)
+    if parsed is None:
         return _never
-    get = _getter(key)
-    wanted = cond["value"]
+    get, wanted = parsed
     wanted_type = type(wanted)
 
     def event_property_is(event: _Event, ctx: PushContext) -> bool:
@@ -301,11 +309,10 @@ def _compile_property_is(cond: Mapping[str, Any]) -> _Check:
 
 
 def _compile_property_contains(cond: Mapping[str, Any]) -> _Check:
-    key = cond.get("key")
-    if not isinstance(key, str) or "value" not in cond or not _is_scalar(cond["value"]):
+    parsed = _key_and_scalar(cond)
+    if parsed is None:
         return _never
-    get = _getter(key)
-    wanted = cond["value"]
+    get, wanted = parsed
     wanted_type = type(wanted)
 
     if wanted_type is str:
