@@ -144,3 +144,5 @@ async def test_js_sdk_sync_loops_see_each_other(server):
     assert out["members"] == [f"@jsalice:{SERVER_NAME}", f"@jsbob:{SERVER_NAME}"]
     assert out["sawTyping"] is True
     assert out["receiptEventId"] == out["sentEventId"]
+    assert out["unreadAfterMessage"] == 1
+    assert out["unreadAfterReceiptAndOneMore"] == 1

@@ -1,6 +1,7 @@
 // Two matrix-js-sdk clients with their /sync loops running (startClient), as Element runs:
 // alice creates a room and invites bob; bob's client sees the invite and joins; alice's message,
-// typing notification and bob's read receipt each arrive at the other client through /sync.
+// typing notification and bob's read receipt each arrive at the other client through /sync;
+// bob's unread count comes from the server's unread_notifications.
 // Usage: node sync.mjs <homeserver base URL>
 import { clientFor, registerWithUia, runScenario, sdk, waitFor } from "./lib/harness.mjs";
 
@@ -61,6 +62,13 @@ runScenario(async ({ baseUrl }) => {
       .map((m) => m.userId)
       .sort();
 
+    // the unread count arrives with the message (sync's unread_notifications)
+    const bobRoom = bob.getRoom(roomId);
+    for (let i = 0; i < 100 && bobRoom.getUnreadNotificationCount("total") !== 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    out.unreadAfterMessage = bobRoom.getUnreadNotificationCount("total");
+
     const typing = waitFor(
       bob,
       sdk.RoomMemberEvent.Typing,
@@ -88,6 +96,13 @@ runScenario(async ({ baseUrl }) => {
         Object.keys(byType?.["m.read"] ?? {}).includes(b.user_id),
       )?.[0] ?? null;
     out.sentEventId = sent.event_id;
+    // bob's receipt clears it: the server's next count says so
+    const second = await alice.sendTextMessage(roomId, "are you there?");
+    for (let i = 0; i < 100 && bobRoom.getUnreadNotificationCount("total") !== 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    out.unreadAfterReceiptAndOneMore = bobRoom.getUnreadNotificationCount("total");
+    out.secondSent = Boolean(second.event_id);
   } finally {
     alice.stopClient();
     bob.stopClient();
