@@ -711,6 +711,37 @@ Index(
 # --- end sync (0012) -----------------------------------------------------------------------------
 
 
+# --- relations (0013) ----------------------------------------------------------------------------
+# relations, threads and redactions' back-references
+
+# --- end relations (0013) ------------------------------------------------------------------------
+
+# --- search (0014) -------------------------------------------------------------------------------
+# server-side full-text search of room events
+
+# --- end search (0014) ---------------------------------------------------------------------------
+
+# --- reports (0015) ------------------------------------------------------------------------------
+# event, room and user reports; other client-api additions
+
+# --- end reports (0015) --------------------------------------------------------------------------
+
+# --- federation_keys (0016) ----------------------------------------------------------------------
+# federation: server signing keys, ours and other servers'
+
+# --- end federation_keys (0016) ------------------------------------------------------------------
+
+# --- federation_rooms (0017) ---------------------------------------------------------------------
+# federation: inbound transactions, outbound queues, rejected events
+
+# --- end federation_rooms (0017) -----------------------------------------------------------------
+
+# --- sync_conformance (0018) ---------------------------------------------------------------------
+# sync and membership conformance bookkeeping
+
+# --- end sync_conformance (0018) -----------------------------------------------------------------
+
+
 def constraint_name(table: str, columns: Sequence[str]) -> str | None:
     """The primary key, unique constraint or unique index of ``table`` over exactly ``columns``.
 

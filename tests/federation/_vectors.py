@@ -1,4 +1,4 @@
-"""Loading the spec's test vectors from ``shared/matrix-spec/test-vectors`` beside the repo."""
+"""Loading the spec's test vectors, copied into ``tests/federation/vectors`` (see SOURCE.md there)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-VECTORS_DIR = Path(__file__).parents[2].parent / "shared" / "matrix-spec" / "test-vectors"
+VECTORS_DIR = Path(__file__).parent / "vectors"
 
 
 def load(name: str) -> Any:

@@ -1,0 +1,27 @@
+"""Relations, threads and redactions' back-references.
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-06
+
+- (filled in by the relations work)
+
+Spell the columns out here: a migration never imports homeserver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0013"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,27 @@
+"""Server-side full-text search of room events.
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-06
+
+- (filled in by the search work)
+
+Spell the columns out here: a migration never imports homeserver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0014"
+down_revision: str | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
