@@ -691,6 +691,21 @@ def _push_rules_apis(
 # --- end push rules ------------------------------------------------------------------------------
 
 
+# --- federation: keys, request authentication, listener ------------------------------------------
+
+# --- end federation: keys, request authentication, listener --------------------------------------
+
+
+# --- federation: outbound transport and sender ---------------------------------------------------
+
+# --- end federation: outbound transport and sender -----------------------------------------------
+
+
+# --- federation: inbound transactions and the room graph -----------------------------------------
+
+# --- end federation: inbound transactions and the room graph -------------------------------------
+
+
 async def serve_homeserver(
     cfg: Config,
     *,

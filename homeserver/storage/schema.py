@@ -732,7 +732,7 @@ Index(
 # --- end federation_keys (0016) ------------------------------------------------------------------
 
 # --- federation_rooms (0017) ---------------------------------------------------------------------
-# federation: inbound transactions, outbound queues, rejected events
+# federation: inbound transactions, outliers and rejected events
 
 # --- end federation_rooms (0017) -----------------------------------------------------------------
 
@@ -740,6 +740,11 @@ Index(
 # sync and membership conformance bookkeeping
 
 # --- end sync_conformance (0018) -----------------------------------------------------------------
+
+# --- federation_sender (0019) --------------------------------------------------------------------
+# federation: the outbound sender's per-destination queues and back-off
+
+# --- end federation_sender (0019) ----------------------------------------------------------------
 
 
 def constraint_name(table: str, columns: Sequence[str]) -> str | None:

@@ -1,10 +1,10 @@
-"""Federation: inbound transactions, outbound queues, rejected events.
+"""Federation: inbound transactions, outliers and rejected events.
 
 Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-06
 
-- (filled in by the federation room-graph work)
+- (filled in by the federation inbound work)
 
 Spell the columns out here: a migration never imports homeserver.
 """
