@@ -550,7 +550,7 @@ class _LiveLayer:
 
     Still to connect outside this section: ``typing=``, ``receipts=``, ``presence=`` of
     :class:`SyncService`; ``RequestGate(..., on_activity=presence.on_activity)``;
-    ``typing.stop_typing_on_send`` on the send path; ``presence.on_account_data_changed``
+    ``presence.on_account_data_changed``
     after global account data writes (last-seen privacy).
     """
 
@@ -764,9 +764,6 @@ async def serve_homeserver(
         )
         directory = _room_directory(cfg, stores, clock)  # room directory (issue 6)
         rooms = _rooms(cfg, stores, clock, signing_key, notifier, aliases=directory)
-        rooms.creator.add_event_listener(
-            lambda room_id, sender, _type: live.typing.stop_typing_on_send(room_id, sender)
-        )
         account_surface.profile.add_listener(rooms.profile_propagator)
         directory_apis = _room_directory_apis(cfg, stores, directory, rooms.creator)
         media = _media(cfg, stores, clock)  # wiring: media (issue 9)

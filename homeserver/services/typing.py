@@ -7,6 +7,9 @@ typing user) and the least durable, so nothing here touches the database except 
 check: the typing sets live in a dict, positions on the TYPING stream come from an in-memory
 counter, and a restart forgets everyone who was typing (clients re-send within seconds).
 
+- Sending a message does not stop a user typing: the spec ends typing at the timeout or on
+  ``typing: false`` only, and Synapse does the same (a client that keeps typing after sending
+  keeps its state, and a message does not wake every member's ``/sync`` a second time).
 - ``set_typing(typing=True)`` sets (or extends) the user's deadline. Only a change of a room's
   *set* of typing users takes a new position and wakes ``/sync``; a client refreshing its
   timeout every few seconds costs a dict write and nothing else.
@@ -142,10 +145,6 @@ class TypingService:
         self._wakeup.set()
         if not was_typing:
             self._changed(room_id)
-
-    def stop_typing_on_send(self, room_id: str, user_id: str) -> None:
-        """``user_id`` sent an event into ``room_id``: they are no longer typing there."""
-        self._remove(room_id, user_id)
 
     def _remove(self, room_id: str, user_id: str) -> None:
         users = self._typing.get(room_id)

@@ -98,23 +98,6 @@ async def test_not_joined_is_forbidden_and_bad_timeout() -> None:
     assert svc.current_position() == 0
 
 
-async def test_stop_typing_on_send_wakes_the_room() -> None:
-    svc, notifier = make()
-    await svc.set_typing(ALICE, R1, True, 30_000)
-    woken = trio.Event()
-
-    async def wait() -> None:
-        await notifier.wait_for(R1)
-        woken.set()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(wait)
-        await trio.testing.wait_all_tasks_blocked()
-        svc.stop_typing_on_send(R1, ALICE)
-        svc.stop_typing_on_send(R1, BOB)  # was not typing: no change
-    assert woken.is_set() and svc.typing_users(R1) == [] and svc.current_position() == 2
-
-
 async def test_timeouts_on_the_mock_clock(autojump_clock: trio.testing.MockClock) -> None:
     svc, _ = make(max_timeout_ms=60_000)
     async with trio.open_nursery() as nursery:
