@@ -408,6 +408,79 @@ def _validate_registration_lock(cfg: Config, problems: list[str]) -> None:
 # --- end registration lock (issue 5) config ------------------------------------------------------
 
 
+# --- federation: keys, request authentication, listener config -----------------------------------
+
+
+#: A 32-byte ed25519 key in unpadded base64 (either alphabet).
+_KEY_B64_RE = re.compile(r"[A-Za-z0-9+/_-]{43}=?")
+
+
+@dataclass(frozen=True)
+class TrustedKeyServer:
+    """A notary: a server we ask for other servers' keys (``POST /_matrix/key/v2/query``)."""
+
+    server_name: str
+    #: The notary's own keys (key ID → unpadded base64); null: fetched from the notary itself.
+    verify_keys: dict[str, str] | None = field(default=None, hash=False)
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Talking to other homeservers: who, how we trust their keys, and outbound safety."""
+
+    #: Serve and use federation at all (false: ``/_matrix/federation/*`` answers 403).
+    enabled: bool = True
+    #: Only these servers may federate with us; null: every server not in the denylist.
+    domain_allowlist: tuple[str, ...] | None = None
+    #: Servers whose requests are refused (403 ``M_FORBIDDEN``) and that we never contact.
+    domain_denylist: tuple[str, ...] = ()
+    #: Notaries asked for other servers' keys before the servers themselves; none by default.
+    trusted_key_servers: tuple[TrustedKeyServer, ...] = ()
+    #: PEM bundle that replaces the system trust store for outbound federation TLS.
+    custom_ca_file: str | None = None
+    #: Allow connecting to loopback, private, link-local and other non-public addresses
+    #: (checked before connecting and again after DNS resolution). For tests only.
+    allow_private_destinations: bool = False
+    #: How long our ``/_matrix/key/v2/server`` answers say our keys are valid (seconds).
+    key_validity_period_s: int = 86400
+    #: Timeout of one outbound federation request (seconds).
+    request_timeout_s: float = 60.0
+
+    def problems(self, resolve: typing.Callable[[str], Path]) -> list[str]:
+        """What is wrong with the values (for ``_validate``)."""
+        out = []
+        for name in ("domain_allowlist", "domain_denylist"):
+            for server in getattr(self, name) or ():
+                if not _SERVER_NAME_RE.match(server):
+                    out.append(f"federation.{name}: not a server name: {server!r}")
+        for i, notary in enumerate(self.trusted_key_servers):
+            if notary is None:  # already reported by the loader
+                continue
+            if not _SERVER_NAME_RE.match(notary.server_name):
+                out.append(f"federation.trusted_key_servers[{i}].server_name: not a server name")
+            for key_id, key in (notary.verify_keys or {}).items():
+                if not key_id.startswith("ed25519:") or not _KEY_B64_RE.fullmatch(key):
+                    out.append(
+                        f"federation.trusted_key_servers[{i}].verify_keys.{key_id}: "
+                        "expected ed25519:<version> and a 32-byte unpadded base64 key"
+                    )
+        if self.custom_ca_file is not None:
+            path = resolve(self.custom_ca_file)
+            try:
+                with open(path, "rb") as fh:
+                    fh.read(1)
+            except OSError as e:
+                out.append(f"federation.custom_ca_file: cannot read {path}: {e.strerror}")
+        if self.key_validity_period_s < 60:
+            out.append("federation.key_validity_period_s: must be at least 60")
+        if self.request_timeout_s <= 0:
+            out.append("federation.request_timeout_s: must be > 0")
+        return out
+
+
+# --- end federation: keys, request authentication, listener config -------------------------------
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration. ``config_path`` and ``base_dir`` are filled in by the loader."""
@@ -442,6 +515,8 @@ class Config:
     #: Secret of ``/_synapse/admin/v1/register`` (HMAC-SHA1); null: that API is off.
     registration_shared_secret: str | None = None
     registration_lock: RegistrationLockConfig = RegistrationLockConfig()
+    # --- federation: keys, request authentication, listener
+    federation: FederationConfig = FederationConfig()
     config_path: str = field(default="", metadata={"internal": True})
 
     def resolve_path(self, p: str) -> Path:
@@ -517,6 +592,11 @@ def _convert(tp: Any, value: Any, key: str, problems: list[str]) -> Any:
         if isinstance(value, list):
             item_tp = typing.get_args(tp)[0]
             return tuple(_convert(item_tp, v, f"{key}[{i}]", problems) for i, v in enumerate(value))
+    elif origin is dict:  # string keys only (federation.trusted_key_servers[].verify_keys)
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            value_tp = typing.get_args(tp)[1]
+            out = {k: _convert(value_tp, v, f"{key}.{k}", problems) for k, v in value.items()}
+            return {k: v for k, v in out.items() if v is not None}
     elif dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, dict):
             return _load_dataclass(tp, value, key, problems)
@@ -576,6 +656,7 @@ def _is_optional(tp: Any) -> bool:
 
 def _validate(cfg: Config, problems: list[str]) -> None:
     problems += cfg.typing.problems() + cfg.presence.problems()
+    problems += cfg.federation.problems(cfg.resolve_path)  # federation: keys
     if not _SERVER_NAME_RE.match(cfg.server_name):
         problems.append(f"server_name: not a valid server name: {cfg.server_name!r}")
     if not cfg.listeners:
