@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from federation.core.errors import InvalidIdentifier, UnsupportedRoomVersion
 from federation.core.events import StateKey
@@ -32,12 +32,23 @@ from homeserver.storage.events import EventStore, StoredEvent, TxnKey
 
 __all__ = [
     "CreateRoomRequest",
+    "MembershipAction",
     "RoomAliases",
     "RoomService",
     "StateEventSpec",
+    "check_transition",
 ]
 
 Preset = Literal["private_chat", "trusted_private_chat", "public_chat"]
+#: What a client asks of a membership: ``kick`` and ``unban`` are both ``leave`` events.
+MembershipAction = Literal["join", "invite", "knock", "leave", "kick", "ban", "unban"]
+#: Memberships a kick applies to.
+_IN_ROOM = ("join", "invite", "knock")
+#: ``/join`` body keys that are not member content: the server writes the first two, and
+#: ``third_party_signed`` is a request parameter.
+_SERVER_MEMBER_KEYS = frozenset(
+    {"membership", "join_authorised_via_users_server", "third_party_signed"}
+)
 PRESETS: tuple[str, ...] = ("private_chat", "trusted_private_chat", "public_chat")
 
 
@@ -272,10 +283,21 @@ class RoomService:
         return room_id
 
     async def join(
-        self, requester: Requester, room_id_or_alias: str, *, reason: str | None = None
+        self,
+        requester: Requester,
+        room_id_or_alias: str,
+        *,
+        reason: str | None = None,
+        extra_content: Mapping[str, Any] | None = None,
     ) -> str:
         """Join a room by ID or alias; return its ID. Restricted rooms (v8+) pick a local user
         who may invite as ``join_authorised_via_users_server``.
+
+        Args:
+            extra_content: further keys of the ``/join`` body, put into the member event's
+                content as Synapse does (``membership`` and the authorising user are ours).
+
+        Joining a room one has joined with the same content answers the existing event.
 
         Raises:
             NotFound: unknown alias or room.
@@ -284,18 +306,17 @@ class RoomService:
                 here), ``M_UNABLE_TO_GRANT_JOIN`` (no local user may authorise the join).
         """
         room_id = await self.resolve_room(room_id_or_alias)
-        content: dict[str, Any] = {"membership": "join"}
+        content: dict[str, Any] = {
+            k: v for k, v in (extra_content or {}).items() if k not in _SERVER_MEMBER_KEYS
+        }
+        content["membership"] = "join"
         if reason is not None:
             content["reason"] = reason
         authoriser = await self._restricted_join_authoriser(room_id, requester.user_id)
         if authoriser is not None:
             content["join_authorised_via_users_server"] = authoriser
-        await self._creator.create_event(
-            room_id,
-            sender=requester.user_id,
-            event_type="m.room.member",
-            content=content,
-            state_key=requester.user_id,
+        await self._change_membership(
+            requester.user_id, room_id, requester.user_id, content, action="join"
         )
         return room_id
 
@@ -374,12 +395,8 @@ class RoomService:
         content: dict[str, Any] = {"membership": "knock"}
         if reason is not None:
             content["reason"] = reason
-        await self._creator.create_event(
-            room_id,
-            sender=requester.user_id,
-            event_type="m.room.member",
-            content=content,
-            state_key=requester.user_id,
+        await self._change_membership(
+            requester.user_id, room_id, requester.user_id, content, action="knock"
         )
         return room_id
 
@@ -391,17 +408,22 @@ class RoomService:
         membership: Literal["join", "invite", "leave", "ban"],
         *,
         reason: str | None = None,
+        action: MembershipAction | None = None,
         require_current: str | None = None,
     ) -> CreatedEvent:
         """Send ``target``'s member event as ``requester`` (invite, leave/kick/unban, ban).
 
         Args:
-            require_current: only if the target's membership is this now (unban: ``"ban"``).
+            action: what the client asked for (``kick`` and ``unban`` are both ``leave``);
+                by default the membership itself, and for ``leave`` of another user an unban
+                if they are banned, a kick otherwise.
+            require_current: only if the target's membership is this now.
 
         Raises:
             InvalidParam: ``target`` is not a user ID.
             NotFound: the room is unknown here (joins over federation come later).
-            Forbidden: the auth rules or ``require_current`` say no.
+            Forbidden: the auth rules, the action's own rule (see :func:`check_transition`)
+                or ``require_current`` say no.
         """
         try:
             parse_user_id(target)
@@ -416,13 +438,65 @@ class RoomService:
         content: dict[str, Any] = {"membership": membership}
         if reason is not None:
             content["reason"] = reason
+        return await self._change_membership(
+            requester.user_id, room_id, target, content, action=action
+        )
+
+    async def _change_membership(
+        self,
+        sender: str,
+        room_id: str,
+        target: str,
+        content: Mapping[str, Any],
+        *,
+        action: MembershipAction | None,
+    ) -> CreatedEvent:
+        """The one path of every local membership change (the membership endpoints and
+        ``PUT /state/m.room.member``): the action's rule beyond the auth rules, then the
+        event, whose auth rules :class:`EventCreationService` checks.
+
+        A change to what the target's membership already is, by the same sender with the same
+        content, answers the existing event (spec: "Joining room twice is idempotent"; Synapse
+        does the same for every membership).
+        """
+        current = await self._events.get_current_state_event(room_id, "m.room.member", target)
+        membership = content.get("membership")
+        if not isinstance(membership, str):
+            raise InvalidParam("'membership' must be a string")
+        if action is None:
+            action = _default_action(sender, target, membership, _membership_of(current))
+        check_transition(action, target, _membership_of(current))
+        existing = await self._unchanged(room_id, sender, current, content)
+        if existing is not None:
+            return existing
         return await self._creator.create_event(
             room_id,
-            sender=requester.user_id,
+            sender=sender,
             event_type="m.room.member",
             content=content,
             state_key=target,
         )
+
+    async def _unchanged(
+        self,
+        room_id: str,
+        sender: str,
+        current: StoredEvent | None,
+        content: Mapping[str, Any],
+    ) -> CreatedEvent | None:
+        """``current`` if sending ``content`` as ``sender`` would repeat it: same sender, same
+        content, and the sender still joined (so a user who left learns nothing by it)."""
+        if current is None or current.event.sender != sender or current.redacted:
+            return None
+        if dict(current.event.content) != dict(content):
+            return None
+        if current.event.state_tuple != ("m.room.member", sender):
+            own = await self._events.get_current_state_event(room_id, "m.room.member", sender)
+            if _membership_of(own) != "join":
+                return None
+        elif _membership_of(current) != "join":
+            return None
+        return CreatedEvent(current.event.event_id, room_id, current.stream_ordering)
 
     async def forget(self, requester: Requester, room_id: str) -> None:
         """Forget a room the user has left (or was banned from).
@@ -450,7 +524,27 @@ class RoomService:
         state_key: str | None = None,
         txn_id: str | None = None,
     ) -> CreatedEvent:
-        """Send a message (with a transaction ID) or a state event into ``room_id``."""
+        """Send a message (with a transaction ID) or a state event into ``room_id``.
+
+        A member event goes through the membership path (the action's rules, see
+        :func:`check_transition`). Setting state to what it is, as its sender, answers the
+        existing event (Synapse's behaviour; SyTest "Setting state twice is idempotent").
+        """
+        if state_key is not None:
+            if await self._events.get_room(room_id) is None:
+                raise Forbidden("You are not in this room")
+            if event_type == "m.room.member":
+                try:
+                    parse_user_id(state_key)
+                except InvalidIdentifier:
+                    raise InvalidParam(f"Invalid user ID {state_key!r}") from None
+                return await self._change_membership(
+                    requester.user_id, room_id, state_key, content, action=None
+                )
+            current = await self._events.get_current_state_event(room_id, event_type, state_key)
+            existing = await self._unchanged(room_id, requester.user_id, current, content)
+            if existing is not None:
+                return existing
         txn = None
         if txn_id is not None:
             device = requester.device_id or ""
@@ -528,6 +622,33 @@ class RoomService:
                 continue
             updated += 1
         return updated
+
+
+def _default_action(
+    sender: str, target: str, membership: str, current: str | None
+) -> MembershipAction:
+    """The action a member event stands for when the client did not name one."""
+    if membership == "leave" and sender != target:
+        return "unban" if current == "ban" else "kick"
+    if membership in ("join", "invite", "ban", "knock", "leave"):
+        return cast(MembershipAction, membership)
+    raise InvalidParam(f"Unknown membership {membership!r}")
+
+
+def check_transition(action: MembershipAction, target: str, current: str | None) -> None:
+    """The rules of a membership action beyond the auth rules (which allow a ``leave`` of
+    anyone below the kick level): a kick needs the target in the room (joined, invited or
+    knocking: kicking a banned user would unban them), an unban needs a banned target.
+
+    Raises:
+        Forbidden: the action does not apply to the target's current membership.
+    """
+    if action == "kick" and current not in _IN_ROOM:
+        if current == "ban":
+            raise Forbidden(f"{target} is banned from the room: unban them instead")
+        raise Forbidden(f"{target} is not in the room")
+    if action == "unban" and current != "ban":
+        raise Forbidden(f"{target} is not banned from the room")
 
 
 def check_room_id(value: str) -> str:

@@ -31,6 +31,7 @@ from homeserver.services.requester import Requester
 from homeserver.services.rooms import (
     PRESETS,
     CreateRoomRequest,
+    MembershipAction,
     RoomService,
     StateEventSpec,
     check_room_id,
@@ -274,12 +275,16 @@ class RoomsApi:
     async def join(self, requester: Requester, room_id: str) -> JsonDict:
         """POST /_matrix/client/v3/rooms/{roomId}/join — spec: #post_matrixclientv3roomsroomidjoin.
 
-        "This API starts a user's participation in a particular room." ``reason`` is put on
-        the member event; restricted rooms are joined through a local authorising user.
+        "This API starts a user's participation in a particular room." ``reason`` and any
+        other keys of the body are put into the member event's content (as Synapse does);
+        restricted rooms are joined through a local authorising user. Joining again with the
+        same content answers the existing event.
         """
         check_room_id(room_id)
         body = await optional_json_body(self._max_body)
-        joined = await self._rooms.join(requester, room_id, reason=optional_string(body, "reason"))
+        joined = await self._rooms.join(
+            requester, room_id, reason=optional_string(body, "reason"), extra_content=body
+        )
         return {"room_id": joined}
 
     @route("POST", f"{_PREFIX}/join/{{room_id_or_alias}}", auth="user", rate_limit="client_default")
@@ -288,12 +293,13 @@ class RoomsApi:
 
         Spec: #post_matrixclientv3joinroomidoralias. "This API starts a user's participation in
         a particular room." Aliases are resolved through the room directory; ``via`` and
-        ``server_name`` are accepted.
+        ``server_name`` are accepted. The body's keys go into the member event's content, as
+        for ``POST /rooms/{roomId}/join``.
         """
         self._via()
         body = await optional_json_body(self._max_body)
         joined = await self._rooms.join(
-            requester, room_id_or_alias, reason=optional_string(body, "reason")
+            requester, room_id_or_alias, reason=optional_string(body, "reason"), extra_content=body
         )
         return {"room_id": joined}
 
@@ -321,7 +327,7 @@ class RoomsApi:
         room_id: str,
         membership: Literal["invite", "leave", "ban"],
         *,
-        require_current: str | None = None,
+        action: MembershipAction,
     ) -> JsonDict:
         check_room_id(room_id)
         body = await read_json_body(self._max_body)
@@ -332,7 +338,7 @@ class RoomsApi:
             target,
             membership,
             reason=optional_string(body, "reason"),
-            require_current=require_current,
+            action=action,
         )
         return {}
 
@@ -349,7 +355,7 @@ class RoomsApi:
         body = await read_json_body(self._max_body)
         if "user_id" not in body and {"medium", "address"} & body.keys():
             raise Forbidden("Third-party invites are not supported on this server")
-        return await self._target_action(requester, room_id, "invite")
+        return await self._target_action(requester, room_id, "invite", action="invite")
 
     @route("POST", f"{_PREFIX}/rooms/{{room_id}}/leave", auth="user", rate_limit="client_default")
     async def leave(self, requester: Requester, room_id: str) -> JsonDict:
@@ -382,9 +388,12 @@ class RoomsApi:
     async def kick(self, requester: Requester, room_id: str) -> JsonDict:
         """POST /_matrix/client/v3/rooms/{roomId}/kick — spec: #post_matrixclientv3roomsroomidkick.
 
-        "Kick a user from the room."
+        "Kick a user from the room." "The caller must have the required power level in order
+        to perform this operation": and the target must be in the room (joined, invited or
+        knocking): kicking anyone else is ``403 M_FORBIDDEN``, a banned user included (a
+        kick would unban them).
         """
-        return await self._target_action(requester, room_id, "leave")
+        return await self._target_action(requester, room_id, "leave", action="kick")
 
     @route("POST", f"{_PREFIX}/rooms/{{room_id}}/ban", auth="user", rate_limit="client_default")
     async def ban(self, requester: Requester, room_id: str) -> JsonDict:
@@ -392,7 +401,7 @@ class RoomsApi:
 
         "Ban a user in the room."
         """
-        return await self._target_action(requester, room_id, "ban")
+        return await self._target_action(requester, room_id, "ban", action="ban")
 
     @route("POST", f"{_PREFIX}/rooms/{{room_id}}/unban", auth="user", rate_limit="client_default")
     async def unban(self, requester: Requester, room_id: str) -> JsonDict:
@@ -402,7 +411,7 @@ class RoomsApi:
 
         "Unban a user from the room." Only a banned user can be unbanned (403 otherwise).
         """
-        return await self._target_action(requester, room_id, "leave", require_current="ban")
+        return await self._target_action(requester, room_id, "leave", action="unban")
 
     # --- lists and history ----------------------------------------------------------------------
 
