@@ -734,6 +734,34 @@ Index(
 # --- federation_rooms (0017) ---------------------------------------------------------------------
 # federation: inbound transactions, outliers and rejected events
 
+#: Transactions received from other servers (``PUT /_matrix/federation/v1/send/{txnId}``):
+#: the answer given the first time, so that a retransmission gets the same answer and its
+#: PDUs and EDUs are not processed twice.
+federation_inbound_txns = Table(
+    "federation_inbound_txns",
+    metadata,
+    Column("origin", Text, nullable=False),
+    Column("txn_id", Text, nullable=False),
+    # the JSON answer (``{"pdus": {event_id: {} | {"error": ...}}}``)
+    Column("response", Text, nullable=False),
+    Column("received_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("origin", "txn_id"),
+    Index(None, "received_ts"),
+)
+
+#: Events that passed the auth checks against their own state but failed them against the
+#: room's current state (spec: Soft failure). They are stored (``events.outlier`` is set so no
+#: client read returns them) with their state group, so that later events can build on them,
+#: but they are never forward extremities.
+soft_failed_events = Table(
+    "soft_failed_events",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    PrimaryKeyConstraint("event_id"),
+)
+
 # --- end federation_rooms (0017) -----------------------------------------------------------------
 
 # --- sync_conformance (0018) ---------------------------------------------------------------------
