@@ -29,7 +29,6 @@ the connection, and the remote checks the ``Host`` and X-Matrix ``destination`` 
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import ssl
 import time
@@ -104,10 +103,11 @@ class DestinationPolicy:
             refused: loopback, private (RFC 1918), shared (100.64/10), link-local, unique-local
             (fc00::/7), multicast, unspecified, reserved and documentation ranges, including
             their IPv4-mapped IPv6 forms.
-        domain_allowlist: when not None, only server names matching one of these patterns
-            (``fnmatch`` globs such as ``*.example.org``, matched against the hostname and the
-            full server name, case-insensitively) are contacted.
-        domain_denylist: server names matching one of these patterns are never contacted.
+        domain_allowlist: when not None, only these server names are contacted.
+        domain_denylist: these server names are never contacted.
+
+    A list entry names a server exactly (case-insensitively); an entry without a port also
+    covers that hostname with any port (``example.org`` covers ``example.org:8448``).
     """
 
     allow_private_destinations: bool = False
@@ -117,11 +117,10 @@ class DestinationPolicy:
     def check_name(self, server_name: str) -> None:
         """Raises: DestinationBlocked: the allow/deny list refuses ``server_name``."""
         name = server_name.lower()
-        host = name.rsplit(":", 1)[0] if not name.endswith("]") and ":" in name else name
-        candidates = {name, host}
+        host = name if name.endswith("]") or ":" not in name else name.rsplit(":", 1)[0]
 
-        def matches(patterns: Sequence[str]) -> bool:
-            return any(fnmatch.fnmatchcase(c, p.lower()) for p in patterns for c in candidates)
+        def matches(entries: Sequence[str]) -> bool:
+            return any(e.lower() in (name, host) for e in entries)
 
         if matches(self.domain_denylist):
             raise DestinationBlocked(server_name, "server is on the federation deny list")
