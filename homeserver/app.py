@@ -50,6 +50,7 @@ from homeserver.api.client.profile import ProfileApi
 from homeserver.api.client.push_rules import PushRulesApi
 from homeserver.api.client.receipts import ReceiptsApi  # typing, receipts, presence (issue 7)
 from homeserver.api.client.register import RegisterApi
+from homeserver.api.client.relations import RelationsApi  # relations and threads
 from homeserver.api.client.registration_lock import RegistrationLockApi  # issue 5
 from homeserver.api.client.room_keys import RoomKeysApi  # e2ee (issue 8)
 from homeserver.api.client.room_upgrade import RoomUpgradeApi  # room upgrades (issue 6)
@@ -97,6 +98,7 @@ from homeserver.services.push_ruleset import PUSH_RULES_TYPE
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.receipts import ReceiptsService  # typing, receipts, presence (issue 7)
 from homeserver.services.registration import RegistrationService
+from homeserver.services.relations import RelationsService  # relations and threads
 from homeserver.services.registration_lock import RegistrationLockService  # issue 5
 from homeserver.services.room_upgrade import RoomUpgradeService  # room upgrades (issue 6)
 from homeserver.services.rooms import RoomAliases, RoomService  # rooms (issue 6)
@@ -364,6 +366,8 @@ class _Rooms:
     apis: list[object]
     #: served as plain ASGI (homeserver/api/raw.py)
     raw: list[RawEndpoint]
+    #: relations, threads, bundled aggregations and ``redacted_because`` (``/sync`` adds them)
+    relations: RelationsService
 
 
 def _rooms(
@@ -391,13 +395,16 @@ def _rooms(
         default_room_version=cfg.default_room_version,
         aliases=aliases,
     )
+    relations = RelationsService(stores.relations, stores.events, rooms.history, visibility, clock)
+    rooms.history.use_unsigned_source(relations)
     return _Rooms(
         rooms,
         creator,
         visibility,
         ProfilePropagator(rooms),
-        [RoomsApi(rooms, cfg.limits.max_request_body_bytes)],
+        [RoomsApi(rooms, cfg.limits.max_request_body_bytes), RelationsApi(relations)],
         [SendEventEndpoint(rooms, cfg.limits.max_request_body_bytes)],
+        relations,
     )
 
 
@@ -534,6 +541,7 @@ def _sync_endpoint(
         presence=live.presence,
         e2ee=e2ee,
         counts=counts,
+        unsigned=rooms.relations,  # bundled aggregations, redacted_because
     )
     return SyncEndpoint(sync, FilterService(stores.filters))
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from federation.core.events import StateKey
 from homeserver.clock import Clock
@@ -38,7 +38,7 @@ from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.room_access import RoomAccess
 from homeserver.streams import InvalidStreamToken, StreamName, StreamToken
 
-__all__ = ["ContextPage", "MessagesPage", "RoomHistory", "parse_topo_token"]
+__all__ = ["ContextPage", "MessagesPage", "RoomHistory", "UnsignedSource", "parse_topo_token"]
 
 _END = (2**62, 2**62)
 _MAX_POS = 2**63 - 1
@@ -93,6 +93,16 @@ def _membership_of(stored: StoredEvent | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
+class UnsignedSource(Protocol):
+    """What else goes into ``unsigned`` of served events: bundled aggregations
+    (``m.relations``) and ``redacted_because`` (:class:`~homeserver.services.relations.
+    RelationsService`)."""
+
+    async def unsigned_extras(
+        self, user_id: str, events: Sequence[StoredEvent], *, aggregations: bool = True
+    ) -> dict[str, dict[str, Any]]: ...
+
+
 class RoomHistory:
     """The read side of rooms.
 
@@ -106,6 +116,26 @@ class RoomHistory:
         self._events = events
         self._visibility = visibility
         self._clock = clock
+        self._unsigned: UnsignedSource | None = None
+
+    def use_unsigned_source(self, source: UnsignedSource) -> None:
+        """Add ``source``'s extras to ``unsigned`` of every event served (wired in ``app.py``)."""
+        self._unsigned = source
+
+    async def token_position(
+        self, room_id: str, token: str, direction: Literal["b", "f"]
+    ) -> tuple[int, int]:
+        """The position a ``/messages`` (``t…``) or ``/sync`` (``s…``) token stands for, to
+        page from in ``direction``.
+
+        Raises:
+            InvalidParam: not such a token.
+        """
+        return await self._start_position(room_id, token, direction)
+
+    async def check_history_access(self, requester: Requester, room_id: str) -> None:
+        """Raises Forbidden unless the user may read the room's history (see the module)."""
+        await self._history_access(requester, room_id)
 
     async def _history_access(self, requester: Requester, room_id: str) -> RoomAccess:
         """Who may read history at all: a current or past member (not forgotten), or anyone
@@ -166,7 +196,14 @@ class RoomHistory:
                     txn = txn[len("redact/") :]
                 unsigned["transaction_id"] = txn
             out.append(event)
+        if self._unsigned is not None and events:
+            extras = await self._unsigned.unsigned_extras(requester.user_id, events)
+            for event in out:
+                extra = extras.get(event["event_id"])
+                if extra:
+                    event["unsigned"].update(extra)
         return out
+
 
     async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
         """One event the user may see.

@@ -36,6 +36,7 @@ from homeserver.services.filtering import RoomEventFilter, SyncFilter
 from homeserver.services.notification_counts import NotificationCounts
 from homeserver.services.notifier import InProcessNotifier
 from homeserver.services.push_rules import default_push_rules_event
+from homeserver.services.room_history import UnsignedSource
 from homeserver.storage.account_data import GLOBAL, AccountDataStore
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.stream_ids import StreamIdGenerator
@@ -243,6 +244,7 @@ class SyncService:
         presence: PresenceSource | None = None,
         e2ee: E2eeSource | None = None,
         counts: NotificationCounts | None = None,
+        unsigned: UnsignedSource | None = None,
         max_timeout_ms: int = 300_000,
     ) -> None:
         self._store = store
@@ -257,6 +259,7 @@ class SyncService:
         self._presence = presence
         self._e2ee = e2ee
         self._counts = counts
+        self._unsigned = unsigned
         self._max_timeout_ms = max_timeout_ms
         #: the rooms each syncing user was joined to at its last sync (where to listen first)
         self._joined_cache: dict[str, frozenset[str]] = {}
@@ -548,6 +551,15 @@ class SyncService:
             own = [e.event.event_id for e in timeline if e.event.sender == req.user_id]
             txns = await self._store.transaction_ids(req.user_id, req.device_id, room_id, own)
         timeline_json = [self._format(req, e, txns.get(e.event.event_id)) for e in timeline]
+        if self._unsigned is not None and (limited or any(e.redacted for e in timeline)):
+            # bundled aggregations when limited (spec), redacted_because always
+            extras = await self._unsigned.unsigned_extras(
+                req.user_id, timeline, aggregations=limited
+            )
+            for event_json, stored in zip(timeline_json, timeline, strict=True):
+                extra = extras.get(stored.event.event_id)
+                if extra and isinstance(event_json.get("unsigned"), dict):
+                    event_json["unsigned"].update(extra)
         prev_batch = _prev_batch(timeline, window.timeline)
         entry: JsonDict = {
             "timeline": {"events": timeline_json, "limited": limited, "prev_batch": prev_batch},

@@ -42,6 +42,7 @@ from homeserver.storage.presence import PresenceStore  # receipts_presence (0008
 from homeserver.storage.profile import ProfileStore
 from homeserver.storage.receipts import ReceiptStore  # receipts_presence (0008)
 from homeserver.storage.registration_lock import RegistrationLockStore  # registration_lock (0011)
+from homeserver.storage.relations import RelationStore  # relations (0013)
 from homeserver.storage.registration_tokens import (
     RegistrationTokenExists,
     RegistrationTokenRow,
@@ -137,6 +138,8 @@ class Stores:
     spent_credentials: SpentCredentialStore
     # --- sync (0012)
     sync: SyncStore
+    # --- relations (0013)
+    relations: RelationStore
 
 
 def open_stores(db: Database) -> Stores:
@@ -178,4 +181,6 @@ def open_stores(db: Database) -> Stores:
         spent_credentials=SpentCredentialStore(db),
         # --- sync (0012)
         sync=SyncStore(db),
+        # --- relations (0013)
+        relations=RelationStore(db),
     )

@@ -51,6 +51,8 @@ from homeserver.storage.schema import (
     event_auth,
     event_edges,
     event_forward_extremities,
+    event_redactions,
+    event_relations,
     event_txn_ids,
     events,
     rooms,
@@ -71,6 +73,7 @@ __all__ = [
     "RoomRow",
     "StoredEvent",
     "TxnKey",
+    "relation_of",
 ]
 
 #: Delta rows a chain may always accumulate before a new snapshot (small rooms).
@@ -274,6 +277,21 @@ _MARK_REDACTED = (
     .where(events.c.event_id == bindparam("event_id"), events.c.room_id == bindparam("room_id"))
     .values(redacted=True)
 )
+# relations (``/relations``, bundled aggregations, ``/threads``) and redactions' back-references
+_INSERT_RELATION = insert(event_relations).values(
+    {c.name: bindparam(c.name) for c in event_relations.columns}
+)
+_INSERT_REDACTION = insert(event_redactions).values(
+    {c.name: bindparam(c.name) for c in event_redactions.columns}
+)
+# a redacted child loses its relation (its content, m.relates_to included, is gone)
+_DELETE_RELATION = delete(event_relations).where(
+    event_relations.c.event_id == bindparam("event_id"),
+    event_relations.c.room_id == bindparam("room_id"),
+)
+_REDACTED_ALREADY = select(event_redactions.c.event_id).where(
+    event_redactions.c.redacts == bindparam("event_id")
+)
 # one current state event, with the event, in one statement (the creation path's hot read)
 _CURRENT_EVENT_ONE = (
     select(*_EVENT_COLUMNS)
@@ -381,6 +399,51 @@ def _stored(row: Row) -> StoredEvent:
         pdu = redact(room_version, pdu)  # the stored JSON stays as signed; readers see this
     event = Event(room_version, pdu, event_id)
     return StoredEvent(event, int(stream), int(depth), outlier, rejected, redacted, group)
+
+
+def relation_of(event: Event) -> tuple[str, str, str | None] | None:
+    """``(parent event ID, rel_type, annotation key)`` of the event's ``m.relates_to``, or None
+    when it has none with a ``rel_type`` (spec: Forming relationships between events; a rich
+    reply's ``m.in_reply_to`` alone is not a relation here)."""
+    relates = event.content.get("m.relates_to")
+    if not isinstance(relates, Mapping):
+        return None
+    parent, rel_type = relates.get("event_id"), relates.get("rel_type")
+    if not isinstance(parent, str) or not isinstance(rel_type, str):
+        return None
+    key = relates.get("key") if rel_type == "m.annotation" else None
+    return parent, rel_type, key if isinstance(key, str) else None
+
+
+async def _index_relations(conn: Conn, event: Event, room_id: str, stream: int) -> None:
+    """Index a persisted event's relation and, for a redaction, what it redacts (and drop the
+    redacted event's relation). An event whose redaction arrived before it gets no relation."""
+    if event.type == "m.room.redaction" and event.redacts is not None:
+        await conn.execute(
+            _INSERT_REDACTION,
+            {"event_id": event.event_id, "redacts": event.redacts, "room_id": room_id},
+        )
+        await conn.execute(_DELETE_RELATION, {"event_id": event.redacts, "room_id": room_id})
+    relation = relation_of(event)
+    if relation is None:
+        return
+    if await conn.fetch_one(_REDACTED_ALREADY, {"event_id": event.event_id}) is not None:
+        return
+    parent, rel_type, key = relation
+    await conn.execute(
+        _INSERT_RELATION,
+        {
+            "event_id": event.event_id,
+            "relates_to_id": parent,
+            "rel_type": rel_type,
+            "aggregation_key": key,
+            "room_id": room_id,
+            "type": event.type,
+            "sender": event.sender,
+            "depth": event.depth,
+            "stream_ordering": stream,
+        },
+    )
 
 
 def _membership(event: Event) -> str | None:
@@ -554,6 +617,7 @@ class EventStore:
             if event.type == "m.room.redaction" and event.redacts is not None:
                 # applied when read (the JSON column keeps what was signed)
                 await conn.execute(_MARK_REDACTED, {"event_id": event.redacts, "room_id": room_id})
+            await _index_relations(conn, event, room_id, stream)
             if new.txn is not None:
                 await conn.execute(
                     _INSERT_TXN,

@@ -714,6 +714,40 @@ Index(
 # --- relations (0013) ----------------------------------------------------------------------------
 # relations, threads and redactions' back-references
 
+#: Each event's ``content.m.relates_to`` with a ``rel_type`` (client-server API › Forming
+#: relationships between events), written with the event, deleted when the event is redacted.
+#: The child's event type, sender and positions are copied so that ``/relations``, the bundled
+#: aggregations and ``/threads`` read this table (and the child events) only.
+event_relations = Table(
+    "event_relations",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("relates_to_id", Text, nullable=False),
+    Column("rel_type", Text, nullable=False),
+    # ``m.annotation``'s key (a reaction's emoji)
+    Column("aggregation_key", Text, nullable=True),
+    Column("room_id", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("sender", Text, nullable=False),
+    Column("depth", BigInteger, nullable=False),
+    Column("stream_ordering", BigInteger, nullable=False),
+    PrimaryKeyConstraint("event_id"),
+    Index(None, "relates_to_id", "rel_type", "depth", "stream_ordering"),
+    # ``/threads``: the thread roots of a room by their newest reply
+    Index(None, "room_id", "rel_type", "stream_ordering"),
+)
+
+#: Which ``m.room.redaction`` events redact which event (``unsigned.redacted_because``).
+event_redactions = Table(
+    "event_redactions",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("redacts", Text, nullable=False),
+    Column("room_id", Text, nullable=False),
+    PrimaryKeyConstraint("event_id"),
+    Index(None, "redacts"),
+)
+
 # --- end relations (0013) ------------------------------------------------------------------------
 
 # --- search (0014) -------------------------------------------------------------------------------
