@@ -451,12 +451,12 @@ class FederationConfig:
         out = []
         for name in ("domain_allowlist", "domain_denylist"):
             for server in getattr(self, name) or ():
-                if not _SERVER_NAME_RE.match(server):
+                if not _SERVER_NAME_RE.fullmatch(server):
                     out.append(f"federation.{name}: not a server name: {server!r}")
         for i, notary in enumerate(self.trusted_key_servers):
             if notary is None:  # already reported by the loader
                 continue
-            if not _SERVER_NAME_RE.match(notary.server_name):
+            if not _SERVER_NAME_RE.fullmatch(notary.server_name):
                 out.append(f"federation.trusted_key_servers[{i}].server_name: not a server name")
             for key_id, key in (notary.verify_keys or {}).items():
                 if not key_id.startswith("ed25519:") or not _KEY_B64_RE.fullmatch(key):
@@ -532,27 +532,27 @@ class Config:
         return resolve_database_url(self.database.url, self.resolve_path)
 
 
-_SQLITE_RE = re.compile(r"^sqlite:///(?P<path>.+)$")
-_PG_RE = re.compile(r"^postgres(ql)?://[^/?#]*(/[^/?#]*)?(\?.*)?$")
+_SQLITE_RE = re.compile(r"sqlite:///(?P<path>.+)")
+_PG_RE = re.compile(r"postgres(ql)?://[^/?#]*(/[^/?#]*)?(\?.*)?")
 
 
 def resolve_database_url(url: str, resolve: typing.Callable[[str], Path]) -> str:
-    m = _SQLITE_RE.match(url)
+    m = _SQLITE_RE.fullmatch(url)
     if m:
         return "sqlite:///" + str(resolve(m.group("path")))
     return url
 
 
 def _check_database_url(url: str) -> str | None:
-    if _SQLITE_RE.match(url):
+    if _SQLITE_RE.fullmatch(url):
         return None
-    if _PG_RE.match(url):
+    if _PG_RE.fullmatch(url):
         return None
     return "must be sqlite:///<path> or postgresql://user:password@host:port/dbname"
 
 
 _SERVER_NAME_RE = re.compile(
-    r"^(\[[0-9A-Fa-f:.]{2,45}\]|[0-9]{1,3}(\.[0-9]{1,3}){3}|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?$"
+    r"(\[[0-9A-Fa-f:.]{2,45}\]|[0-9]{1,3}(\.[0-9]{1,3}){3}|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?"
 )
 
 
@@ -657,7 +657,7 @@ def _is_optional(tp: Any) -> bool:
 def _validate(cfg: Config, problems: list[str]) -> None:
     problems += cfg.typing.problems() + cfg.presence.problems()
     problems += cfg.federation.problems(cfg.resolve_path)  # federation: keys
-    if not _SERVER_NAME_RE.match(cfg.server_name):
+    if not _SERVER_NAME_RE.fullmatch(cfg.server_name):
         problems.append(f"server_name: not a valid server name: {cfg.server_name!r}")
     if not cfg.listeners:
         problems.append("listeners: at least one listener is required")
@@ -703,7 +703,7 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         problems.append(f"default_room_version: unknown room version {cfg.default_room_version!r}")
 
 
-_REGION_RE = re.compile(r"^[A-Z]{2}$")
+_REGION_RE = re.compile(r"[A-Z]{2}")
 
 
 def _validate_accounts(cfg: Config, problems: list[str]) -> None:
@@ -730,7 +730,7 @@ def _validate_accounts(cfg: Config, problems: list[str]) -> None:
         problems.append("otp.gateway_url: must be an http:// or https:// URL")
     for name in ("allowed_countries", "blocked_countries"):
         for code in getattr(o, name):
-            if not _REGION_RE.match(code):
+            if not _REGION_RE.fullmatch(code):
                 problems.append(f"otp.{name}: {code!r} is not an ISO 3166-1 alpha-2 code (DE, US)")
     for name in ("code_ttl_s", "max_attempts", "session_lifetime_s"):
         if getattr(o, name) < 1:

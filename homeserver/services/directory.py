@@ -256,10 +256,11 @@ class DirectoryService:
         """Point the local ``alias`` to ``room_id`` (no permission check: the caller's).
 
         Raises:
-            InvalidParam: ``alias`` is malformed or not on our server.
+            InvalidParam: ``alias`` is malformed, not on our server, or its localpart has
+                whitespace or control characters.
             MatrixError: ``409 M_UNKNOWN`` when the alias is taken.
         """
-        self._local_alias(alias)
+        self._new_local_alias(alias)
         try:
             await self._aliases.create_alias(alias, room_id, creator, self._clock.time_ms())
         except AliasExists:
@@ -269,9 +270,9 @@ class DirectoryService:
         """True when the local ``alias`` is free.
 
         Raises:
-            InvalidParam: ``alias`` is malformed or not on our server.
+            InvalidParam: ``alias`` is malformed or not on our server, or could not be made.
         """
-        self._local_alias(alias)
+        self._new_local_alias(alias)
         return await self._aliases.get_alias(alias) is None
 
     async def set_room_visibility(self, room_id: str, public: bool) -> None:
@@ -505,6 +506,16 @@ class DirectoryService:
             raise InvalidParam("Room alias invalid: empty localpart")
         if parsed.server_name != self._server_name:
             raise InvalidParam(f"Room alias must be on this server ({self._server_name})")
+        return parsed
+
+    def _new_local_alias(self, alias: str) -> RoomAlias:
+        """A local alias this server makes: the grammar allows any code point but ``:`` and
+        NUL in the localpart, but a new one may not hold whitespace or control characters
+        (``#name\n:server`` would look like ``#name:server``), as ``room_alias_name`` may not.
+        """
+        parsed = self._local_alias(alias)
+        if any(c.isspace() or not c.isprintable() for c in parsed.localpart):
+            raise InvalidParam("Room alias invalid: whitespace or control characters")
         return parsed
 
     async def _servers_in_room(self, room_id: str) -> list[str]:

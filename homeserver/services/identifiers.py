@@ -172,6 +172,8 @@ async def find_user(
             return None
     else:
         localpart = user
+    if not localpart or any(c.isspace() or not c.isprintable() for c in localpart):
+        return None  # no account has one (registration refuses them): ``alice\n`` is not alice
     found = await users.get_user(f"@{localpart}:{server_name}")
     if found is None and localpart != localpart.lower():
         found = await users.get_user(f"@{localpart.lower()}:{server_name}")

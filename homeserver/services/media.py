@@ -59,10 +59,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_MEDIA_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 # appendices: server name = hostname [":" port]; IPv6 literal in brackets
 _SERVER_NAME_RE = re.compile(
-    r"^(\[[0-9A-Fa-f:.]{2,45}\]|[0-9]{1,3}(\.[0-9]{1,3}){3}|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?$"
+    r"(\[[0-9A-Fa-f:.]{2,45}\]|[0-9]{1,3}(\.[0-9]{1,3}){3}|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?"
 )
 #: last_access_ts is written at most this often per item (retention needs days, not seconds).
 ACCESS_GRANULARITY_MS = 3_600_000
@@ -110,7 +110,7 @@ def parse_media_key(server_name: str, media_id: str) -> tuple[str, str]:
     Raises:
         NotFound: either is malformed.
     """
-    if not _SERVER_NAME_RE.match(server_name) or not _MEDIA_ID_RE.match(media_id):
+    if not _SERVER_NAME_RE.fullmatch(server_name) or not _MEDIA_ID_RE.fullmatch(media_id):
         raise NotFound("Media not found")
     return server_name, media_id
 

@@ -48,7 +48,7 @@ __all__ = ["PhoneVerificationService", "ThreepidAuthFailed", "ThreepidDenied", "
 logger = logging.getLogger(__name__)
 
 MEDIUM = "msisdn"
-_CLIENT_SECRET_RE = re.compile(r"^[0-9a-zA-Z.=_-]{1,255}$")
+_CLIENT_SECRET_RE = re.compile(r"[0-9a-zA-Z.=_-]{1,255}")
 
 
 class ThreepidInUse(MatrixError):
@@ -154,7 +154,7 @@ class PhoneVerificationService:
         """
         if not self._cfg.enabled:
             raise MatrixError(400, Codes.THREEPID_DENIED, "Phone verification is not enabled")
-        if not _CLIENT_SECRET_RE.match(client_secret):
+        if not _CLIENT_SECRET_RE.fullmatch(client_secret):
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid client_secret")
         e164 = self.check_number(country, phone_number)
         bound = await self._users.get_user_by_phone(e164)

@@ -53,8 +53,8 @@ __all__ = [
 RegistrationToken = RegistrationTokenRow
 
 # The user ID grammar (appendices › User Identifiers): lower-case letters, digits, ._=-/+
-_LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+$")
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+_LOCALPART_RE = re.compile(r"[a-z0-9._=\-/+]+")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 _TOKEN_ALPHABET = string.ascii_letters + string.digits + "._~-"
 
 
@@ -157,7 +157,7 @@ class RegistrationService:
             localpart, sep, server = localpart[1:].partition(":")
             if not sep or server != self._server_name.lower():
                 raise InvalidUsername("The user ID must be on this server")
-        if not localpart or not _LOCALPART_RE.match(localpart):
+        if not localpart or not _LOCALPART_RE.fullmatch(localpart):
             raise InvalidUsername("Usernames may only contain a-z, 0-9, and . _ = - / +")
         if localpart.startswith("_"):
             raise InvalidUsername("Usernames may not start with '_'")
@@ -304,7 +304,7 @@ class RegistrationService:
         """
         self._check_limits(limits)
         if token is not None:
-            if not _TOKEN_RE.match(token):
+            if not _TOKEN_RE.fullmatch(token):
                 raise InvalidParam("token must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
             try:
                 return await self._create_token(token, limits)

@@ -68,7 +68,18 @@ def _check_state_key(state_key: str) -> str:
 
 
 def _check_event_id(event_id: str) -> str:
-    if not event_id.startswith("$") or len(event_id.encode()) > _MAX_FIELD_BYTES:
+    """``event_id`` if it can be an event ID: the ``$`` sigil, at most 255 bytes, and no
+    whitespace or control character anywhere (``$id\n`` is not ``$id``). An unknown ID of
+    that shape is for the caller to answer ``404``.
+
+    Raises:
+        InvalidParam: it cannot.
+    """
+    if (
+        not event_id.startswith("$")
+        or len(event_id.encode(errors="replace")) > _MAX_FIELD_BYTES
+        or any(c.isspace() or not c.isprintable() for c in event_id)
+    ):
         raise InvalidParam(f"Invalid event ID {event_id!r}")
     return event_id
 

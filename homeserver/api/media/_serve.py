@@ -70,8 +70,8 @@ CSP = (
     "style-src 'unsafe-inline'; object-src 'self';"
 )
 
-_PLAIN_NAME = re.compile(r"^[\x20-\x7e]+$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_PLAIN_NAME = re.compile(r"[\x20-\x7e]+")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 #: ``(start, end) -> the bytes [start, end) of the content, in chunks``.
 ChunkSource = Callable[[int, int], AsyncIterator[bytes]]
@@ -91,7 +91,7 @@ def content_disposition(
     disposition = "inline" if inline else "attachment"
     if not filename:
         return disposition
-    if _PLAIN_NAME.match(filename) and '"' not in filename and "\\" not in filename:
+    if _PLAIN_NAME.fullmatch(filename) and '"' not in filename and "\\" not in filename:
         return f'{disposition}; filename="{filename}"'
     return f"{disposition}; filename*=utf-8''{quote(filename, safe='')}"
 
@@ -128,7 +128,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if header is None:
         return None
-    m = _RANGE.match(header.strip())
+    m = _RANGE.fullmatch(header.strip())
     if m is None:
         return None  # several ranges, other units, garbage: serve everything
     first, last = m.group(1), m.group(2)
