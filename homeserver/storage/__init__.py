@@ -42,15 +42,16 @@ from homeserver.storage.presence import PresenceStore  # receipts_presence (0008
 from homeserver.storage.profile import ProfileStore
 from homeserver.storage.receipts import ReceiptStore  # receipts_presence (0008)
 from homeserver.storage.registration_lock import RegistrationLockStore  # registration_lock (0011)
-from homeserver.storage.relations import RelationStore  # relations (0013)
 from homeserver.storage.registration_tokens import (
     RegistrationTokenExists,
     RegistrationTokenRow,
     RegistrationTokenStore,
 )
+from homeserver.storage.reports import ReportStore  # reports (0015)
 from homeserver.storage.room_access import RoomAccessStore  # rooms_access (0010)
 from homeserver.storage.room_aliases import RoomAliasStore  # room_directory (0009)
 from homeserver.storage.room_directory import RoomDirectoryStore  # room_directory (0009)
+from homeserver.storage.search import SearchStore  # search (0014)
 from homeserver.storage.spent_credentials import SpentCredentialStore  # registration_lock (0011)
 from homeserver.storage.stream_ids import StreamIdGenerator
 from homeserver.storage.sync import SyncStore  # sync (0012)
@@ -138,8 +139,10 @@ class Stores:
     spent_credentials: SpentCredentialStore
     # --- sync (0012)
     sync: SyncStore
-    # --- relations (0013)
-    relations: RelationStore
+    # --- search (0014)
+    search: SearchStore
+    # --- reports (0015)
+    reports: ReportStore
 
 
 def open_stores(db: Database) -> Stores:
@@ -181,6 +184,8 @@ def open_stores(db: Database) -> Stores:
         spent_credentials=SpentCredentialStore(db),
         # --- sync (0012)
         sync=SyncStore(db),
-        # --- relations (0013)
-        relations=RelationStore(db),
+        # --- search (0014)
+        search=SearchStore(db),
+        # --- reports (0015)
+        reports=ReportStore(db),
     )
