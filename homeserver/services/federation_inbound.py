@@ -104,11 +104,11 @@ MAX_AUTH_FETCH = 50
 class KeyRing(Protocol):
     """Other servers' signing keys (the key ring of ``services/server_keys.py``)."""
 
-    async def get_keys(
-        self, server_name: str, key_ids: Collection[str], at_ts: int
+    async def known_keys(
+        self, server_name: str, key_ids: Collection[str], *, at_ts: int
     ) -> Mapping[str, KnownKey]:
-        """The known keys of ``server_name`` among ``key_ids`` (fetched if needed, missing
-        ones left out), for a signature made at ``at_ts``."""
+        """The known keys of ``server_name`` among ``key_ids`` (fetched if not valid at
+        ``at_ts``; missing ones left out). Validity is the caller's to judge."""
         ...
 
 
@@ -349,7 +349,7 @@ class FederationInbound:
             if not key_ids:
                 raise PduError(f"Invalid signature: no signature from {server}")
             try:
-                known[server] = dict(await self._keys.get_keys(server, key_ids, ts))
+                known[server] = dict(await self._keys.known_keys(server, key_ids, at_ts=ts))
             except Exception as e:
                 raise PduError(f"Cannot get the keys of {server}: {e}") from None
         try:

@@ -37,8 +37,8 @@ class FakeKeyRing:
     def add(self, server: str, key: SigningKey) -> None:
         self.keys.setdefault(server, {})[key.key_id] = KnownKey(key.verify_key, 2**60)
 
-    async def get_keys(
-        self, server_name: str, key_ids: Collection[str], at_ts: int
+    async def known_keys(
+        self, server_name: str, key_ids: Collection[str], *, at_ts: int
     ) -> Mapping[str, KnownKey]:
         self.asked.append(server_name)
         known = self.keys.get(server_name, {})
