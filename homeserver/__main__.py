@@ -1,4 +1,5 @@
-"""Command line: ``homeserver run | generate-config | check-config | migrate | register-user``.
+"""Command line: ``homeserver run | generate-config | check-config | migrate | register-user |
+rotate-signing-key``.
 
 ``run`` loads the configuration (writing the documented default on first start when asked to),
 sets up logging, and runs :func:`homeserver.app.serve_homeserver` until SIGTERM or SIGINT, then
@@ -92,6 +93,25 @@ def _register_user(cfg: Config, username: str, password: str | None, *, admin: b
     return 0
 
 
+def _rotate_signing_key(cfg: Config) -> int:
+    import time
+
+    from homeserver.keys import old_keys_path, rotate_signing_key
+
+    path = cfg.resolve_path(cfg.signing_key_path)
+    try:
+        new, previous = rotate_signing_key(path, now_ms=int(time.time() * 1000))
+    except (OSError, ValueError) as e:
+        print(f"Cannot rotate the signing key: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"New signing key {new.key_id} is active in {path}.\n"
+        f"{previous.key_id} is kept as an old key in {old_keys_path(path)}.\n"
+        "Restart the server to use the new key."
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="homeserver", description="A Matrix homeserver on Trio")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     p_reg.add_argument("--password", help="the password (prompted for when left out)")
     p_reg.add_argument("username", help="the localpart (alice) or full user ID (@alice:server)")
 
+    p_rot = sub.add_parser(
+        "rotate-signing-key",
+        help="make a new signing key active; the old one stays published (restart afterwards)",
+    )
+    p_rot.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+
     args = parser.parse_args(argv)
     path = Path(args.config)
 
@@ -146,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{path}: OK")
         return 0
+
+    if args.command == "rotate-signing-key":
+        return _rotate_signing_key(cfg)
 
     setup_logging(cfg.logging)
     if args.command == "register-user":

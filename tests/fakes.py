@@ -120,3 +120,81 @@ class FakeKeyLookup:
 
 
 # ===================================================================== end E2EE
+
+
+# =====================================================================================
+# Federation keys: homeserver.services.server_keys.ServerKeyFetcher
+# =====================================================================================
+
+from collections.abc import Mapping as _Mapping  # noqa: E402
+from typing import Any as _Any  # noqa: E402
+
+import trio as _trio  # noqa: E402
+
+from federation.core.signing import SigningKey, sign_json  # noqa: E402
+
+
+def make_key_response(
+    server_name: str,
+    key: SigningKey,
+    *,
+    valid_until_ts: int,
+    old: _Mapping[SigningKey, int] | None = None,
+) -> dict[str, _Any]:
+    """A ``GET /_matrix/key/v2/server`` body of ``server_name``, self-signed by ``key``.
+
+    Args:
+        old: old keys with their ``expired_ts``.
+    """
+    body = {
+        "server_name": server_name,
+        "valid_until_ts": valid_until_ts,
+        "verify_keys": {key.key_id: {"key": key.verify_key.to_base64()}},
+        "old_verify_keys": {
+            k.key_id: {"key": k.verify_key.to_base64(), "expired_ts": ts}
+            for k, ts in (old or {}).items()
+        },
+    }
+    return sign_json(body, server_name, key)
+
+
+class FakeServerKeyFetcher:
+    """An in-memory :class:`~homeserver.services.server_keys.ServerKeyFetcher`.
+
+    ``origins[name]`` is what ``fetch_server_keys(name)`` returns (an exception instance is
+    raised; a missing name raises ``ConnectionError``); ``notaries[name]`` is called with the
+    criteria and its result returned. ``calls`` records every call in order. While ``gate`` is
+    set to an unset event, every call waits for it (single-flight tests).
+    """
+
+    def __init__(self) -> None:
+        self.origins: dict[str, _Mapping[str, _Any] | Exception] = {}
+        self.notaries: dict[str, _Any] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.gate: _trio.Event | None = None
+
+    async def fetch_server_keys(self, server_name: str) -> _Mapping[str, _Any]:
+        self.calls.append(("origin", server_name))
+        if self.gate is not None:
+            await self.gate.wait()
+        answer = self.origins.get(server_name)
+        if answer is None:
+            raise ConnectionError(f"cannot reach {server_name}")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def query_notary(
+        self, notary: str, criteria: _Mapping[str, _Mapping[str, _Mapping[str, int]]]
+    ) -> list[_Mapping[str, _Any]]:
+        self.calls.append(("notary", notary))
+        if self.gate is not None:
+            await self.gate.wait()
+        answer = self.notaries.get(notary)
+        if answer is None:
+            raise ConnectionError(f"cannot reach {notary}")
+        result: list[_Mapping[str, _Any]] = answer(criteria)
+        return result
+
+
+# ===================================================================== end federation keys

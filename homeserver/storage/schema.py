@@ -763,6 +763,28 @@ event_redactions = Table(
 # --- federation_keys (0016) ----------------------------------------------------------------------
 # federation: server signing keys, ours and other servers'
 
+#: Other servers' signing keys as fetched (from the origin or through a notary), one row per
+#: ``(server, key ID)``. ``key_json`` is the whole signed key response the key came in, kept so
+#: that we can answer as a notary with the origin's own signature; ``valid_until_ts`` is that
+#: response's (not capped: the 7-day cap is applied on use, from ``fetched_ts``); ``expired_ts``
+#: is set when the key was listed in ``old_verify_keys``. A row is only replaced by a response at
+#: least as valid as the one stored (a server forgetting a key does not make us forget it).
+server_keys = Table(
+    "server_keys",
+    metadata,
+    Column("server_name", Text, nullable=False),
+    Column("key_id", Text, nullable=False),
+    # unpadded base64 of the 32-byte ed25519 public key
+    Column("verify_key", Text, nullable=False),
+    Column("valid_until_ts", BigInteger, nullable=False),
+    Column("expired_ts", BigInteger, nullable=True),
+    Column("fetched_ts", BigInteger, nullable=False),
+    # the origin itself, or the notary that relayed the response
+    Column("fetched_from", Text, nullable=False),
+    Column("key_json", Text, nullable=False),
+    PrimaryKeyConstraint("server_name", "key_id"),
+)
+
 # --- end federation_keys (0016) ------------------------------------------------------------------
 
 # --- federation_rooms (0017) ---------------------------------------------------------------------
