@@ -59,6 +59,7 @@ from homeserver.storage.schema import (
     state_group_entries,
     state_groups,
 )
+from homeserver.storage.search import index_event_for_search
 from homeserver.storage.stream_ids import next_position
 from homeserver.streams import StreamName
 
@@ -618,6 +619,7 @@ class EventStore:
                 # applied when read (the JSON column keeps what was signed)
                 await conn.execute(_MARK_REDACTED, {"event_id": event.redacts, "room_id": room_id})
             await _index_relations(conn, event, room_id, stream)
+            await index_event_for_search(conn, event, room_id, stream)
             if new.txn is not None:
                 await conn.execute(
                     _INSERT_TXN,
@@ -943,3 +945,12 @@ def event_columns() -> tuple[Any, ...]:
 def events_join() -> Any:
     """``events`` joined to ``rooms`` (for the room version)."""
     return _EVENTS_JOIN
+
+
+# --- federation: what the received-events store shares with persist_event ----------------------
+
+#: Index a stored event's relation (and a redaction's target), in the caller's unit of work:
+#: every path that stores a timeline event calls it (``storage/federation_events.py`` too).
+index_relations = _index_relations
+
+# --- end federation: what the received-events store shares with persist_event ------------------

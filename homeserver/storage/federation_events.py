@@ -40,7 +40,7 @@ from sqlalchemy import BigInteger, Text, bindparam, delete, insert, select, text
 from federation.core.canonicaljson import encode_canonical_json
 from federation.core.events import Event, StateKey
 from homeserver.storage.db import Conn, Database, Row
-from homeserver.storage.events import MIN_CHAIN_ROWS, read_group_state
+from homeserver.storage.events import MIN_CHAIN_ROWS, index_relations, read_group_state
 from homeserver.storage.schema import (
     current_state,
     event_auth,
@@ -52,6 +52,7 @@ from homeserver.storage.schema import (
     state_group_entries,
     state_groups,
 )
+from homeserver.storage.search import index_event_for_search
 from homeserver.storage.stream_ids import next_position
 from homeserver.streams import StreamName
 
@@ -327,6 +328,9 @@ class FederationEventStore:
                 await self._replace_current(conn, room_id, new.new_current_state, event)
             if new.redacts is not None:
                 await conn.execute(_MARK_REDACTED, {"event_id": new.redacts, "room_id": room_id})
+            if event.type != "m.room.redaction" or new.redacts is not None:
+                await index_relations(conn, event, room_id, stream)
+                await index_event_for_search(conn, event, room_id, stream)
             return stream
 
         return await self._db.run(work, name="persist_remote_event")

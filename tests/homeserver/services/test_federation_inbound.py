@@ -377,3 +377,41 @@ async def test_edus_go_to_their_handler_and_unknown_ones_are_ignored(env: Env) -
     assert seen == [(REMOTE, {"room_id": env.room_id})]
     with pytest.raises(ValueError):
         env.edus.register("m.typing", on_typing)
+
+
+async def test_remote_relations_are_indexed(env: Env, stores: Stores) -> None:
+    await env.join_rob()
+    root = await env.remote_event("m.room.message", {"body": "root"})
+    await env.send(root)
+    reply = await env.remote_event(
+        "m.room.message",
+        {"body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root.event_id}},
+    )
+    assert await env.send(reply) == {"pdus": {reply.event_id: {}}}
+    children = await stores.relations.children(
+        root.event_id, rel_type=None, event_type=None, start=None, direction="b", limit=10
+    )
+    assert [c.event.event_id for c in children] == [reply.event_id]
+
+
+async def test_remote_redaction_redacts_its_target(env: Env) -> None:
+    await env.join_rob()
+    message = await env.remote_event("m.room.message", {"body": "oops"})
+    await env.send(message)
+    redaction = build_event(
+        env.version,
+        room_id=env.room_id,
+        sender=ROB,
+        type="m.room.redaction",
+        content={},
+        prev_event_ids=[message.event_id],
+        auth_event_ids=list(message.auth_event_ids),
+        depth=message.depth + 1,
+        origin_server_ts=env.clock.time_ms(),
+        origin=REMOTE,
+        signing_key=env.remote_key,
+        redacts=message.event_id,
+    )
+    assert await env.send(redaction) == {"pdus": {redaction.event_id: {}}}
+    stored = await env.events.get_event(message.event_id)
+    assert stored is not None and stored.redacted and dict(stored.event.content) == {}
