@@ -65,6 +65,8 @@ from homeserver.api.client.well_known import WellKnownApi  # registration lock (
 from homeserver.api.federation._auth import FederationAuthenticator  # federation: keys
 from homeserver.api.federation.keys import ServerKeysApi  # federation: keys
 from homeserver.api.federation.openid import FederationOpenIdApi
+from homeserver.api.federation.room_graph import RoomGraphApi  # federation: inbound
+from homeserver.api.federation.transactions import TransactionsApi  # federation: inbound
 from homeserver.api.federation.version import FederationVersionApi  # federation: keys
 from homeserver.api.media import DownloadApi, ThumbnailApi, UploadApi  # media (issue 9)
 from homeserver.api.metrics import HttpMetrics
@@ -81,6 +83,14 @@ from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService  # room directory (issue 6)
 from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee (issue 8)
 from homeserver.services.events import EventCreationService  # rooms (issue 6)
+from homeserver.services.federation_inbound import (  # federation: inbound
+    EduRegistry,
+    FederationInbound,
+    KeyRing,
+    NoRemoteRoomGraph,
+    RemoteRoomGraph,
+)
+from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.filters import FilterService  # sync and filters (issue 7)
 from homeserver.services.health import HealthService
 from homeserver.services.key_backup import KeyBackupService  # e2ee (issue 8)
@@ -118,6 +128,7 @@ from homeserver.services.visibility import HistoryVisibility  # rooms access (is
 from homeserver.storage import Database, Stores, migrate, open_stores
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.events import StoredEvent
+from homeserver.storage.federation_events import FederationEventStore  # federation: inbound
 from homeserver.storage.media_files import LocalFileStore  # media (issue 9)
 from homeserver.storage.server_keys import ServerKeyStore  # federation: keys
 
@@ -774,6 +785,59 @@ _VERSION = _distribution_version()
 
 # --- federation: inbound transactions and the room graph -----------------------------------------
 
+
+@dataclass(frozen=True)
+class _FederationInbound:
+    """The inbound side of federation: ``/send/{txnId}`` (the PDU pipeline, and the EDU
+    registry where typing, receipts, presence... register their handlers) and the room graph
+    served to other servers.
+
+    ``remote`` is the outbound client's room-graph reads (``NoRemoteRoomGraph`` until it is
+    wired): without it, missing events and gaps cannot be filled."""
+
+    inbound: FederationInbound
+    edus: EduRegistry
+    apis: list[object]
+
+
+def _federation_inbound(
+    cfg: Config,
+    db: Database,
+    stores: Stores,
+    clock: Clock,
+    notifier: Notifier,
+    creator: EventCreationService,
+    *,
+    keys: KeyRing,
+    authenticate: Callable[[], Awaitable[str]],
+    remote: RemoteRoomGraph | None = None,
+) -> _FederationInbound:
+    edus = EduRegistry()
+    inbound = FederationInbound(
+        stores.events,
+        FederationEventStore(db),
+        creator,
+        notifier,
+        keys,
+        remote if remote is not None else NoRemoteRoomGraph(),
+        edus,
+        clock,
+        server_name=cfg.server_name,
+    )
+    max_body = cfg.limits.max_request_body_bytes
+    apis: list[object] = [
+        TransactionsApi(inbound, authenticate, max_body),
+        RoomGraphApi(
+            RoomGraphService(stores.events, inbound),
+            authenticate,
+            clock,
+            server_name=cfg.server_name,
+            max_body_bytes=max_body,
+        ),
+    ]
+    return _FederationInbound(inbound, edus, apis)
+
+
 # --- end federation: inbound transactions and the room graph -------------------------------------
 
 
@@ -854,6 +918,16 @@ async def serve_homeserver(
         )
         registration_lock = _registration_lock(cfg, stores, clock, accounts)
         federation_keys = _federation_keys(cfg, db, clock, signing_key)  # federation: keys
+        federation_inbound = _federation_inbound(  # federation: inbound transactions
+            cfg,
+            db,
+            stores,
+            clock,
+            notifier,
+            rooms.creator,
+            keys=federation_keys.keys,
+            authenticate=federation_keys.auth.authenticate,
+        )
 
         apis: dict[str, list[object]] = {
             "client": [
@@ -876,6 +950,7 @@ async def serve_homeserver(
             "federation": [
                 *account_surface.apis["federation"],
                 *federation_keys.apis,  # federation: keys, request authentication
+                *federation_inbound.apis,  # federation: inbound transactions, room graph
             ],
             "media": [*media.apis],  # media (issue 9)
             "health": [HealthApi(health)],

@@ -81,6 +81,7 @@ __all__ = [
     "EduRegistry",
     "FederationInbound",
     "KeyRing",
+    "NoRemoteRoomGraph",
     "PduError",
     "RemoteRoomGraph",
 ]
@@ -668,3 +669,28 @@ def _event_id_of(version: RoomVersion | None, pdu: Mapping[str, Any]) -> str | N
         return compute_event_id(version or get_room_version(DEFAULT_ROOM_VERSION), pdu)
     except (ProtocolError, KeyError, TypeError, ValueError):
         return given if isinstance(given, str) else None
+
+
+class NoRemoteRoomGraph:
+    """A :class:`RemoteRoomGraph` for when no outbound federation client is wired: every
+    fetch fails, so gaps stay unfilled (the PDU gets an error) and nothing else changes."""
+
+    async def get_event(self, destination: str, event_id: str) -> Mapping[str, Any] | None:
+        raise LookupError("outbound federation is not available")
+
+    async def get_missing_events(
+        self,
+        destination: str,
+        room_id: str,
+        *,
+        earliest_events: Sequence[str],
+        latest_events: Sequence[str],
+        limit: int,
+        min_depth: int,
+    ) -> list[Mapping[str, Any]]:
+        raise LookupError("outbound federation is not available")
+
+    async def get_state_ids(
+        self, destination: str, room_id: str, event_id: str
+    ) -> tuple[list[str], list[str]]:
+        raise LookupError("outbound federation is not available")
