@@ -47,6 +47,7 @@ from homeserver.storage.registration_tokens import (
     RegistrationTokenRow,
     RegistrationTokenStore,
 )
+from homeserver.storage.relations import RelationStore  # relations (0013)
 from homeserver.storage.reports import ReportStore  # reports (0015)
 from homeserver.storage.room_access import RoomAccessStore  # rooms_access (0010)
 from homeserver.storage.room_aliases import RoomAliasStore  # room_directory (0009)
@@ -139,6 +140,8 @@ class Stores:
     spent_credentials: SpentCredentialStore
     # --- sync (0012)
     sync: SyncStore
+    # --- relations (0013)
+    relations: RelationStore
     # --- search (0014)
     search: SearchStore
     # --- reports (0015)
@@ -184,6 +187,8 @@ def open_stores(db: Database) -> Stores:
         spent_credentials=SpentCredentialStore(db),
         # --- sync (0012)
         sync=SyncStore(db),
+        # --- relations (0013)
+        relations=RelationStore(db),
         # --- search (0014)
         search=SearchStore(db),
         # --- reports (0015)
