@@ -64,14 +64,19 @@ from homeserver.api.client.typing import TypingApi  # typing, receipts, presence
 from homeserver.api.client.user_directory import UserDirectoryApi
 from homeserver.api.client.versions import VersionsApi
 from homeserver.api.client.well_known import WellKnownApi  # registration lock (issue 5)
+from homeserver.api.federation._auth import FederationAuthenticator  # federation: keys
+from homeserver.api.federation.keys import ServerKeysApi  # federation: keys
 from homeserver.api.federation.openid import FederationOpenIdApi
+from homeserver.api.federation.room_graph import RoomGraphApi  # federation: inbound
+from homeserver.api.federation.transactions import TransactionsApi  # federation: inbound
+from homeserver.api.federation.version import FederationVersionApi  # federation: keys
 from homeserver.api.media import DownloadApi, ThumbnailApi, UploadApi  # media (issue 9)
 from homeserver.api.metrics import HttpMetrics
 from homeserver.api.ops import HealthApi, MetricsApi
 from homeserver.api.raw import RawEndpoint, RawRoutes
 from homeserver.clock import Clock, SystemClock
 from homeserver.config import Config, ListenerConfig
-from homeserver.keys import load_or_create_signing_key
+from homeserver.keys import load_old_verify_keys, load_or_create_signing_key
 from homeserver.services.account import AccountService
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
@@ -80,6 +85,14 @@ from homeserver.services.devices import DeviceService
 from homeserver.services.directory import DirectoryService  # room directory (issue 6)
 from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee (issue 8)
 from homeserver.services.events import EventCreationService  # rooms (issue 6)
+from homeserver.services.federation_inbound import (  # federation: inbound
+    EduRegistry,
+    FederationInbound,
+    KeyRing,
+    NoRemoteRoomGraph,
+    RemoteRoomGraph,
+)
+from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.filters import FilterService  # sync and filters (issue 7)
 from homeserver.services.health import HealthService
 from homeserver.services.key_backup import KeyBackupService  # e2ee (issue 8)
@@ -106,6 +119,7 @@ from homeserver.services.reporting import ReportingService
 from homeserver.services.room_upgrade import RoomUpgradeService  # room upgrades (issue 6)
 from homeserver.services.rooms import RoomAliases, RoomService  # rooms (issue 6)
 from homeserver.services.search import SearchService
+from homeserver.services.server_keys import ServerKeys, ServerPolicy  # federation: keys
 from homeserver.services.shared_secret_registration import SharedSecretRegistration  # issue 5
 from homeserver.services.sms import FileSmsSender, HttpSmsSender, LogSmsSender, SmsSender
 from homeserver.services.sync import SyncService
@@ -118,7 +132,9 @@ from homeserver.services.visibility import HistoryVisibility  # rooms access (is
 from homeserver.storage import Database, Stores, migrate, open_stores
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.events import StoredEvent
+from homeserver.storage.federation_events import FederationEventStore  # federation: inbound
 from homeserver.storage.media_files import LocalFileStore  # media (issue 9)
+from homeserver.storage.server_keys import ServerKeyStore  # federation: keys
 
 logger = logging.getLogger(__name__)
 
@@ -730,6 +746,64 @@ def _reporting_apis(cfg: Config, stores: Stores, clock: Clock, rooms: _Rooms) ->
 
 # --- federation: keys, request authentication, listener ------------------------------------------
 
+
+@dataclass(frozen=True)
+class _FederationKeys:
+    """Our signing keys published, other servers' keys (the key ring, also our notary API),
+    and the ``X-Matrix`` authenticator every federation route uses.
+
+    Still to connect outside this section: ``keys.set_fetcher(<the federation client>)`` once
+    the outbound client exists (until then only cached keys are known); ``auth`` to the
+    inbound federation APIs (``@signed`` routes need ``federation_auth``).
+    """
+
+    keys: ServerKeys
+    auth: FederationAuthenticator
+    policy: ServerPolicy
+    apis: list[object]
+
+
+def _federation_keys(
+    cfg: Config, db: Database, clock: Clock, signing_key: SigningKey
+) -> _FederationKeys:
+    """The key ring over the ``server_keys`` table, ``/_matrix/key/*`` and the federation
+    ``/version``; old keys come from beside the key file (``homeserver/keys.py``)."""
+    fed = cfg.federation
+    policy = ServerPolicy(
+        allowlist=None if fed.domain_allowlist is None else frozenset(fed.domain_allowlist),
+        denylist=frozenset(fed.domain_denylist),
+    )
+    keys = ServerKeys(
+        ServerKeyStore(db),
+        None,
+        clock,
+        server_name=cfg.server_name,
+        signing_key=signing_key,
+        old_keys=load_old_verify_keys(cfg.resolve_path(cfg.signing_key_path)),
+        notaries=fed.trusted_key_servers,
+        key_validity_period_ms=fed.key_validity_period_s * 1000,
+        policy=policy,
+    )
+    max_body = cfg.limits.max_request_body_bytes
+    auth = FederationAuthenticator(
+        keys, policy, clock, enabled=fed.enabled, max_body_bytes=max_body
+    )
+    apis: list[object] = [ServerKeysApi(keys, max_body), FederationVersionApi(_VERSION)]
+    return _FederationKeys(keys, auth, policy, apis)
+
+
+def _distribution_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trio-homeserver")
+    except PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+        return "0.1.0"
+
+
+_VERSION = _distribution_version()
+
+
 # --- end federation: keys, request authentication, listener --------------------------------------
 
 
@@ -739,6 +813,59 @@ def _reporting_apis(cfg: Config, stores: Stores, clock: Clock, rooms: _Rooms) ->
 
 
 # --- federation: inbound transactions and the room graph -----------------------------------------
+
+
+@dataclass(frozen=True)
+class _FederationInbound:
+    """The inbound side of federation: ``/send/{txnId}`` (the PDU pipeline, and the EDU
+    registry where typing, receipts, presence... register their handlers) and the room graph
+    served to other servers.
+
+    ``remote`` is the outbound client's room-graph reads (``NoRemoteRoomGraph`` until it is
+    wired): without it, missing events and gaps cannot be filled."""
+
+    inbound: FederationInbound
+    edus: EduRegistry
+    apis: list[object]
+
+
+def _federation_inbound(
+    cfg: Config,
+    db: Database,
+    stores: Stores,
+    clock: Clock,
+    notifier: Notifier,
+    creator: EventCreationService,
+    *,
+    keys: KeyRing,
+    authenticate: Callable[[], Awaitable[str]],
+    remote: RemoteRoomGraph | None = None,
+) -> _FederationInbound:
+    edus = EduRegistry()
+    inbound = FederationInbound(
+        stores.events,
+        FederationEventStore(db),
+        creator,
+        notifier,
+        keys,
+        remote if remote is not None else NoRemoteRoomGraph(),
+        edus,
+        clock,
+        server_name=cfg.server_name,
+    )
+    max_body = cfg.limits.max_request_body_bytes
+    apis: list[object] = [
+        TransactionsApi(inbound, authenticate, max_body),
+        RoomGraphApi(
+            RoomGraphService(stores.events, inbound),
+            authenticate,
+            clock,
+            server_name=cfg.server_name,
+            max_body_bytes=max_body,
+        ),
+    ]
+    return _FederationInbound(inbound, edus, apis)
+
 
 # --- end federation: inbound transactions and the room graph -------------------------------------
 
@@ -819,6 +946,17 @@ async def serve_homeserver(
             push_rules_changed=push_rules_changed,
         )
         registration_lock = _registration_lock(cfg, stores, clock, accounts)
+        federation_keys = _federation_keys(cfg, db, clock, signing_key)  # federation: keys
+        federation_inbound = _federation_inbound(  # federation: inbound transactions
+            cfg,
+            db,
+            stores,
+            clock,
+            notifier,
+            rooms.creator,
+            keys=federation_keys.keys,
+            authenticate=federation_keys.auth.authenticate,
+        )
 
         apis: dict[str, list[object]] = {
             "client": [
@@ -840,7 +978,11 @@ async def serve_homeserver(
                     lambda user_id: _call_each(push_rules_changed, user_id),
                 ),
             ],
-            "federation": [*account_surface.apis["federation"]],
+            "federation": [
+                *account_surface.apis["federation"],
+                *federation_keys.apis,  # federation: keys, request authentication
+                *federation_inbound.apis,  # federation: inbound transactions, room graph
+            ],
             "media": [*media.apis],  # media (issue 9)
             "health": [HealthApi(health)],
             "metrics": [MetricsApi(metrics)],
