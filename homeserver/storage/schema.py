@@ -753,10 +753,58 @@ event_redactions = Table(
 # --- search (0014) -------------------------------------------------------------------------------
 # server-side full-text search of room events
 
+#: The searchable text of room events (``POST /search``, category ``room_events``): one row per
+#: event, for ``m.room.message`` (``content.body``), ``m.room.name`` (``content.name``) and
+#: ``m.room.topic`` (``content.topic`` and the plain-text ``m.topic`` body). Keyed by the event's
+#: stream position, which on SQLite is the rowid of the row, so the FTS5 index
+#: ``event_search_fts`` (created by the migration on SQLite only, kept by triggers; not in this
+#: metadata) can point at it. PostgreSQL indexes ``to_tsvector('english', value)`` with a GIN
+#: expression index made by the migration (autogenerate cannot compare expression indexes).
+#: A redaction deletes the row.
+event_search = Table(
+    "event_search",
+    metadata,
+    Column(
+        "stream_ordering",
+        BigInteger().with_variant(Integer, "sqlite"),
+        nullable=False,
+        autoincrement=False,
+    ),
+    Column("event_id", Text, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("sender", Text, nullable=False),
+    # content.body, content.name or content.topic
+    Column("key", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("origin_server_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("stream_ordering"),
+    UniqueConstraint("event_id"),
+    Index(None, "room_id", "stream_ordering"),
+)
+
 # --- end search (0014) ---------------------------------------------------------------------------
 
 # --- reports (0015) ------------------------------------------------------------------------------
-# event, room and user reports; other client-api additions
+# content reports: events, rooms and users reported by users to the server's operators
+
+#: One report each: ``kind`` is ``event`` (``room_id`` and ``event_id`` set), ``room``
+#: (``room_id``) or ``user`` (``target_user_id``). Kept for the operators; nothing deletes them.
+content_reports = Table(
+    "content_reports",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), nullable=False, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    Column("reporter", Text, nullable=False),
+    Column("room_id", Text, nullable=True),
+    Column("event_id", Text, nullable=True),
+    Column("target_user_id", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    # the legacy ``score`` of event reports (-100 most offensive .. 0), when given
+    Column("score", Integer, nullable=True),
+    Column("received_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id"),
+    Index(None, "received_ts"),
+)
 
 # --- end reports (0015) --------------------------------------------------------------------------
 
