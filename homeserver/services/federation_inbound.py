@@ -31,7 +31,9 @@ Steps 4-6 and the write happen under the room's lock of :class:`EventCreationSer
 lock local sends take), so the state read and the write see no other write into the room;
 network fetches happen before it.
 
-In-memory state: none beyond the per-room locks owned by the event creation service.
+In-memory state: none beyond the per-room locks owned by the event creation service, and the
+time of the last deletion of old transaction answers (per process: each process deletes what
+is older than a day, at most hourly).
 """
 
 from __future__ import annotations
@@ -100,6 +102,10 @@ MISSING_EVENTS_LIMIT = 10
 MAX_STATE_FETCH = 500
 #: Unknown auth events fetched for one event.
 MAX_AUTH_FETCH = 50
+#: How long a transaction's answer is kept for retransmissions (senders retry for minutes).
+TXN_KEPT_MS = 24 * 3600 * 1000
+#: How often answers older than that are deleted (on the next transaction after it).
+TXN_CLEANUP_INTERVAL_MS = 3600 * 1000
 
 
 class KeyRing(Protocol):
@@ -218,6 +224,7 @@ class FederationInbound:
         self.edus = edus
         self._clock = clock
         self._server_name = server_name
+        self._last_txn_cleanup = 0
 
     # --- transactions -------------------------------------------------------------------------
 
@@ -254,7 +261,11 @@ class FederationInbound:
             for edu in edus:
                 nursery.start_soon(self.edus.dispatch, origin, edu)
         answer: JsonDict = {"pdus": results}
-        await self._fed.store_txn_response(origin, txn_id, answer, self._clock.time_ms())
+        now = self._clock.time_ms()
+        await self._fed.store_txn_response(origin, txn_id, answer, now)
+        if now - self._last_txn_cleanup > TXN_CLEANUP_INTERVAL_MS:
+            self._last_txn_cleanup = now
+            await self._fed.delete_txns_before(now - TXN_KEPT_MS)
         return answer
 
     async def _room_pdus(

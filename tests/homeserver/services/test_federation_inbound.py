@@ -415,3 +415,13 @@ async def test_remote_redaction_redacts_its_target(env: Env) -> None:
     assert await env.send(redaction) == {"pdus": {redaction.event_id: {}}}
     stored = await env.events.get_event(message.event_id)
     assert stored is not None and stored.redacted and dict(stored.event.content) == {}
+
+
+async def test_old_transaction_answers_are_forgotten(env: Env) -> None:
+    join = await env.remote_event("m.room.member", {"membership": "join"}, state_key=ROB)
+    assert await env.send(join, txn_id="old") == {"pdus": {join.event_id: {}}}
+    assert await env.fed_events.get_txn_response(REMOTE, "old") is not None
+    env.clock.advance(2 * 24 * 3600)
+    await env.send(txn_id="later")
+    assert await env.fed_events.get_txn_response(REMOTE, "old") is None
+    assert await env.fed_events.get_txn_response(REMOTE, "later") == {"pdus": {}}
