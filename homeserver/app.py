@@ -363,7 +363,12 @@ def _account_surface(
                 threepid_changes=cfg.otp.enabled,
             ),
             OpenIdApi(openid),
-            UserDirectoryApi(UserDirectoryService(stores.user_directory)),
+            UserDirectoryApi(
+                UserDirectoryService(
+                    stores.user_directory,
+                    search_all_users=cfg.user_directory.search_all_users,
+                )
+            ),
         ],
         "federation": [FederationOpenIdApi(openid)],
     }

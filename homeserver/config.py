@@ -368,6 +368,21 @@ class RoomDirectoryConfig:
 # --- end room directory (issue 6) config ---------------------------------------------------------
 
 
+# --- user directory config ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserDirectoryConfig:
+    """The user directory (``POST /user_directory/search``)."""
+
+    #: Search every local user, not only those who share a room with the searcher or are in
+    #: a public room (join rule ``public`` or history ``world_readable``), as the spec allows.
+    search_all_users: bool = False
+
+
+# --- end user directory config -----------------------------------------------------------------
+
+
 # --- registration lock (issue 5) config ----------------------------------------------------------
 
 
@@ -508,6 +523,8 @@ class Config:
     presence: PresenceConfig = PresenceConfig()
     # --- room directory (issue 6)
     room_directory: RoomDirectoryConfig = RoomDirectoryConfig()
+    # --- user directory
+    user_directory: UserDirectoryConfig = UserDirectoryConfig()
     # --- registration lock (issue 5)
     #: The URL clients reach this server at (``submit_url``, ``/.well-known/matrix/client``);
     #: null: built from each request's Host header.

@@ -1,10 +1,13 @@
 """The user directory: ``POST /user_directory/search``.
 
-Spec: client-server-api/_index.md › User Directory. The spec lets the server choose which users
-are searched as long as those visible through shared and public rooms are included; until rooms
-exist this searches every local account that is neither deactivated nor a guest (see
-:mod:`homeserver.storage.user_directory` for the query and its cost). Remote users come with
-federation.
+Spec: client-server-api/_index.md › User Directory: "The homeserver may determine a subset of
+users to search ... it is generally considered acceptable to search users who share a room with
+the requesting user and users in public rooms". That is what is searched: local accounts,
+neither deactivated nor guests, joined to a room the searcher has joined or to a public room
+(join rule ``public`` or history visibility ``world_readable``). ``user_directory.
+search_all_users`` searches every local account instead. See
+:mod:`homeserver.storage.user_directory` for the queries and their cost. Remote users (members
+of shared rooms on other servers) are not searched yet.
 """
 
 from __future__ import annotations
@@ -35,13 +38,17 @@ class UserDirectoryService:
 
     Args:
         store: the directory query.
+        search_all_users: ``user_directory.search_all_users``: every local user is found, not
+            only those sharing a room with the searcher or in a public room.
     """
 
-    def __init__(self, store: UserDirectoryStore) -> None:
+    def __init__(self, store: UserDirectoryStore, *, search_all_users: bool = False) -> None:
         self._store = store
+        self._search_all = search_all_users
 
-    async def search(self, term: str, limit: int = DEFAULT_LIMIT) -> SearchResult:
-        """Users whose ID or display name contains ``term``, case-insensitively.
+    async def search(self, searcher: str, term: str, limit: int = DEFAULT_LIMIT) -> SearchResult:
+        """Users ``searcher`` may find whose ID or display name contains ``term``,
+        case-insensitively.
 
         Raises:
             InvalidParam: ``limit`` is negative.
@@ -52,5 +59,8 @@ class UserDirectoryService:
         term = term.strip()
         if not term:
             return SearchResult((), False)
-        entries, limited = await self._store.search(term, limit=limit)
+        if self._search_all:
+            entries, limited = await self._store.search(term, limit=limit)
+        else:
+            entries, limited = await self._store.search_visible(searcher, term, limit=limit)
         return SearchResult(tuple(entries), limited)

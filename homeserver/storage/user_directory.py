@@ -1,6 +1,19 @@
 """The user directory: searching local users by user ID and display name.
 
-Cost: the search is ``LIKE '%term%'`` on ``lower(user_id)`` and on the case-folded display name
+:meth:`UserDirectoryStore.search` searches every local user (``search_all_users``);
+:meth:`UserDirectoryStore.search_visible` only those a searcher may find (spec: "users who
+share a room with the requesting user" and users in public rooms): users joined to a room the
+searcher has joined, or to a room whose join rule is ``public`` or whose history visibility is
+``world_readable`` (what Synapse and SyTest count as public).
+
+Cost of the visible search: one read of the join rule and history visibility of every room
+(their current state events), one of the searcher's rooms, then the matching users in chunks
+of :data:`CHUNK` (user ID order), each with the joined memberships of its user ID range, until
+``limit + 1`` visible users are found: O(rooms + matching users × their rooms). A server with
+many rooms would keep a table of public rooms and of users per room instead (Synapse's
+``users_in_public_rooms`` and ``users_who_share_private_rooms``), filled where state is written.
+
+Cost of a search is ``LIKE '%term%'`` on ``lower(user_id)`` and on the case-folded display name
 (``profile_fields.search_text``). A pattern with a leading wildcard cannot use a B-tree index,
 so every query scans all non-deactivated users and probes ``profile_fields`` by primary key:
 O(users) per search, a few milliseconds per 10k users. That is fine for a small server; when it
@@ -19,9 +32,12 @@ import orjson
 from sqlalchemy import Integer, and_, bindparam, false, func, or_, select
 
 from homeserver.storage.db import Conn, Database
-from homeserver.storage.schema import profile_fields, users
+from homeserver.storage.schema import current_state, events, profile_fields, users
 
-__all__ = ["DirectoryEntry", "UserDirectoryStore", "like_pattern"]
+__all__ = ["CHUNK", "DirectoryEntry", "UserDirectoryStore", "like_pattern"]
+
+#: Matching users read at a time by the visible search.
+CHUNK = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,26 +58,72 @@ def like_pattern(term: str) -> str:
 
 _dn = profile_fields.alias("dn")
 _av = profile_fields.alias("av")
+_MATCHING = and_(
+    users.c.deactivated == false(),
+    users.c.is_guest == false(),
+    or_(
+        func.lower(users.c.user_id).like(bindparam("pattern"), escape="\\"),
+        _dn.c.search_text.like(bindparam("pattern"), escape="\\"),
+    ),
+)
+_SELECT = select(users.c.user_id, _dn.c.value_json, _av.c.value_json).select_from(
+    users.outerjoin(
+        _dn, and_(_dn.c.user_id == users.c.user_id, _dn.c.field == "displayname")
+    ).outerjoin(_av, and_(_av.c.user_id == users.c.user_id, _av.c.field == "avatar_url"))
+)
 _SEARCH = (
-    select(users.c.user_id, _dn.c.value_json, _av.c.value_json)
-    .select_from(
-        users.outerjoin(
-            _dn, and_(_dn.c.user_id == users.c.user_id, _dn.c.field == "displayname")
-        ).outerjoin(_av, and_(_av.c.user_id == users.c.user_id, _av.c.field == "avatar_url"))
-    )
-    .where(
-        and_(
-            users.c.deactivated == false(),
-            users.c.is_guest == false(),
-            or_(
-                func.lower(users.c.user_id).like(bindparam("pattern"), escape="\\"),
-                _dn.c.search_text.like(bindparam("pattern"), escape="\\"),
-            ),
-        )
-    )
+    _SELECT.where(_MATCHING).order_by(users.c.user_id).limit(bindparam("limit", type_=Integer))
+)
+_SEARCH_AFTER = (
+    _SELECT.where(and_(_MATCHING, users.c.user_id > bindparam("after")))
     .order_by(users.c.user_id)
     .limit(bindparam("limit", type_=Integer))
 )
+_MEMBER = "m.room.member"
+#: The rooms a user has joined.
+_JOINED_ROOMS = select(current_state.c.room_id).where(
+    and_(
+        current_state.c.type == _MEMBER,
+        current_state.c.state_key == bindparam("user_id"),
+        current_state.c.membership == "join",
+    )
+)
+#: The joined memberships of the user IDs in a range (the index on state_key, type, membership).
+_JOINED_IN_RANGE = select(current_state.c.state_key, current_state.c.room_id).where(
+    and_(
+        current_state.c.state_key >= bindparam("first"),
+        current_state.c.state_key <= bindparam("last"),
+        current_state.c.type == _MEMBER,
+        current_state.c.membership == "join",
+    )
+)
+#: The join rule and history visibility events of every room.
+_PUBLICITY = (
+    select(current_state.c.room_id, current_state.c.type, events.c.json)
+    .select_from(current_state.join(events, events.c.event_id == current_state.c.event_id))
+    .where(
+        and_(
+            or_(
+                current_state.c.type == "m.room.join_rules",
+                current_state.c.type == "m.room.history_visibility",
+            ),
+            current_state.c.state_key == "",
+        )
+    )
+)
+
+
+def _is_public(event_type: str, event_json: str) -> bool:
+    """A join rules event saying ``public``, or a history visibility one ``world_readable``."""
+    try:
+        content = orjson.loads(event_json).get("content")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    if not isinstance(content, dict):
+        return False
+    if event_type == "m.room.join_rules":
+        return content.get("join_rule") == "public"
+    return content.get("history_visibility") == "world_readable"
 
 
 def _string(value_json: str | None) -> str | None:
@@ -91,4 +153,53 @@ class UserDirectoryStore:
             return [DirectoryEntry(str(u), _string(d), _string(a)) for u, d, a in rows]
 
         entries = await self._db.read(work, name="user_directory_search")
+        return entries[:limit], len(entries) > limit
+
+    async def search_visible(
+        self, searcher: str, term: str, *, limit: int
+    ) -> tuple[list[DirectoryEntry], bool]:
+        """Like :meth:`search`, but only users who share a joined room with ``searcher`` or
+        have joined a public room (join rule ``public`` or history ``world_readable``).
+
+        Returns:
+            At most ``limit`` entries ordered by user ID, and whether more matched.
+        """
+        pattern = like_pattern(term)
+
+        async def work(conn: Conn) -> list[DirectoryEntry]:
+            visible = {
+                str(room_id)
+                for room_id, event_type, event_json in await conn.fetch_all(_PUBLICITY)
+                if _is_public(str(event_type), str(event_json))
+            }
+            visible.update(
+                str(r) for (r,) in await conn.fetch_all(_JOINED_ROOMS, {"user_id": searcher})
+            )
+            found: list[DirectoryEntry] = []
+            after = ""
+            while len(found) <= limit:
+                rows = await conn.fetch_all(
+                    _SEARCH_AFTER, {"pattern": pattern, "after": after, "limit": CHUNK}
+                )
+                if not rows:
+                    break
+                first, last = str(rows[0][0]), str(rows[-1][0])
+                in_visible_room = {
+                    str(user_id)
+                    for user_id, room_id in await conn.fetch_all(
+                        _JOINED_IN_RANGE, {"first": first, "last": last}
+                    )
+                    if str(room_id) in visible
+                }
+                found.extend(
+                    DirectoryEntry(str(u), _string(d), _string(a))
+                    for u, d, a in rows
+                    if str(u) in in_visible_room
+                )
+                if len(rows) < CHUNK:
+                    break
+                after = last
+            return found
+
+        entries = await self._db.read(work, name="user_directory_search_visible")
         return entries[:limit], len(entries) > limit

@@ -8,6 +8,7 @@ from __future__ import annotations
 from homeserver.api._http import JsonDict, read_json_body, route
 from homeserver.api.client._body import required_string
 from homeserver.errors import BadJson
+from homeserver.services.requester import Requester
 from homeserver.services.user_directory import DEFAULT_LIMIT, UserDirectoryService
 
 __all__ = ["UserDirectoryApi"]
@@ -26,20 +27,22 @@ class UserDirectoryApi:
     @route(
         "POST", "/_matrix/client/v3/user_directory/search", auth="user", rate_limit="client_default"
     )
-    async def search(self) -> JsonDict:
+    async def search(self, requester: Requester) -> JsonDict:
         """POST /_matrix/client/v3/user_directory/search.
 
         Spec: client-server-api/#post_matrixclientv3user_directorysearch.
 
         "Performs a search for users ... The search is performed case-insensitively on user IDs
-        and display names." ``search_term`` is required; ``limit`` defaults to 10.
+        and display names." ``search_term`` is required; ``limit`` defaults to 10. Found are
+        the users who share a room with the requester and those in public rooms (unless the
+        server searches all its users: ``user_directory.search_all_users``).
         """
         body = await read_json_body(16 * 1024)
         term = required_string(body, "search_term")
         limit = body.get("limit", DEFAULT_LIMIT)
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise BadJson("'limit' must be an integer")
-        found = await self._directory.search(term, limit)
+        found = await self._directory.search(requester.user_id, term, limit)
         results: list[JsonDict] = []
         for entry in found.results:
             item: JsonDict = {"user_id": entry.user_id}

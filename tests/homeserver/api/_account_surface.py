@@ -129,7 +129,7 @@ def build_apis(db: Database, stores: Stores, clock: FakeClock, hasher: PasswordH
         TagsApi(account_data, MAX_BODY),
         CapabilitiesApi(default_room_version="12", change_password=True),
         OpenIdApi(openid),
-        UserDirectoryApi(UserDirectoryService(stores.user_directory)),
+        UserDirectoryApi(UserDirectoryService(stores.user_directory, search_all_users=True)),
         FederationOpenIdApi(openid),
     ]
 

@@ -206,12 +206,12 @@ async def test_openid_service(users: Stores) -> None:
 
 
 async def test_user_directory_service(users: Stores) -> None:
-    svc = UserDirectoryService(users.user_directory)
-    result = await svc.search("ALI")
+    svc = UserDirectoryService(users.user_directory, search_all_users=True)
+    result = await svc.search(ALICE.user_id, "ALI")
     assert [e.user_id for e in result.results] == ["@alice:hs"] and not result.limited
-    assert (await svc.search("", 10)).results == ()
-    result = await svc.search(":hs", 1)
+    assert (await svc.search(ALICE.user_id, "", 10)).results == ()
+    result = await svc.search(ALICE.user_id, ":hs", 1)
     assert len(result.results) == 1 and result.limited
-    assert len((await svc.search(":hs", 1000)).results) == 2
+    assert len((await svc.search(ALICE.user_id, ":hs", 1000)).results) == 2
     with pytest.raises(InvalidParam):
-        await svc.search("a", -1)
+        await svc.search(ALICE.user_id, "a", -1)
