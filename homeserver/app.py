@@ -31,6 +31,7 @@ import hypercorn.trio
 import trio
 from hypercorn.config import Config as HypercornConfig
 
+from federation.client import FederationClient, FederationTransport  # federation: keys
 from federation.core.signing import SigningKey
 from homeserver.api._http import ObservedApp, RequestGate, build_asgi_app
 from homeserver.api.admin.media import MediaAdminApi  # media (issue 9)
@@ -757,8 +758,9 @@ class _FederationKeys:
     """Our signing keys published, other servers' keys (the key ring, also our notary API),
     and the ``X-Matrix`` authenticator every federation route uses.
 
-    Still to connect outside this section: ``keys.set_fetcher(<the federation client>)`` once
-    the outbound client exists (until then only cached keys are known); ``auth`` to the
+    The key ring fetches through its own :class:`FederationClient` built here from the
+    ``federation`` config; the outbound section may hand it the shared client instead
+    (``keys.set_fetcher(client)``). Still to connect outside this section: ``auth`` to the
     inbound federation APIs (``@signed`` routes need ``federation_auth``).
     """
 
@@ -766,6 +768,8 @@ class _FederationKeys:
     auth: FederationAuthenticator
     policy: ServerPolicy
     apis: list[object]
+    #: the outbound client the key ring fetches with (closed when the server stops)
+    transport: FederationTransport
 
 
 def _federation_keys(
@@ -778,9 +782,18 @@ def _federation_keys(
         allowlist=None if fed.domain_allowlist is None else frozenset(fed.domain_allowlist),
         denylist=frozenset(fed.domain_denylist),
     )
+    transport = FederationTransport(
+        server_name=cfg.server_name,
+        signing_key=signing_key,
+        ca_path=None if fed.custom_ca_file is None else str(cfg.resolve_path(fed.custom_ca_file)),
+        allow_private_destinations=fed.allow_private_destinations,
+        domain_allowlist=fed.domain_allowlist,
+        domain_denylist=fed.domain_denylist,
+        request_timeout=fed.request_timeout_s,
+    )
     keys = ServerKeys(
         ServerKeyStore(db),
-        None,
+        FederationClient(transport) if fed.enabled else None,
         clock,
         server_name=cfg.server_name,
         signing_key=signing_key,
@@ -794,7 +807,21 @@ def _federation_keys(
         keys, policy, clock, enabled=fed.enabled, max_body_bytes=max_body
     )
     apis: list[object] = [ServerKeysApi(keys, max_body), FederationVersionApi(_VERSION)]
-    return _FederationKeys(keys, auth, policy, apis)
+    return _FederationKeys(keys, auth, policy, apis, transport)
+
+
+async def _run_federation_keys(
+    federation_keys: _FederationKeys,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Nothing runs in the background; closes the key ring's client when cancelled."""
+    try:
+        task_status.started()
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await federation_keys.transport.aclose()
 
 
 def _distribution_version() -> str:
@@ -995,6 +1022,7 @@ async def serve_homeserver(
 
         async with trio.open_nursery() as background:
             await background.start(_run_accounts_background, accounts)
+            await background.start(_run_federation_keys, federation_keys)  # federation: keys
             await background.start(media.retention.run)  # media (issue 9)
             await background.start(_run_live_layer, live)  # typing, receipts, presence (issue 7)
             await background.start(rooms.profile_propagator.run)
