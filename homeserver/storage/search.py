@@ -142,55 +142,63 @@ class _MatchQuery(Executable, ClauseElement):
         self.count = count
 
 
-@compiles(_MatchQuery, "sqlite")
-def _match_sqlite(element: _MatchQuery, compiler: SQLCompiler, **kw: Any) -> str:
-    q = compiler.process(bindparam("fts_query"), **kw)
-    rooms = compiler.process(bindparam("room_ids_json"), **kw)
-    keys = compiler.process(bindparam("keys_json"), **kw)
-    where = (
-        f"event_search_fts MATCH {q} "
-        f"AND s.room_id IN (SELECT value FROM json_each({rooms})) "
-        f"AND s.key IN (SELECT value FROM json_each({keys}))"
-    )
-    source = "event_search_fts JOIN event_search AS s ON s.stream_ordering = event_search_fts.rowid"
+def _render(
+    element: _MatchQuery,
+    compiler: SQLCompiler,
+    kw: dict[str, Any],
+    *,
+    source: str,
+    where: str,
+    rank: str,
+) -> str:
+    """The statement around one dialect's ``FROM``, match condition and rank expression."""
     if element.count:
         return f"SELECT count(*) FROM {source} WHERE {where}"
-    before = compiler.process(bindparam("before", type_=BigInteger), **kw)
-    offset = compiler.process(bindparam("offset", type_=BigInteger), **kw)
-    limit = compiler.process(bindparam("limit", type_=BigInteger), **kw)
-    order = (
-        "rank DESC, s.stream_ordering DESC" if element.order == "rank" else "s.stream_ordering DESC"
+    before, offset, limit = (
+        compiler.process(bindparam(name, type_=BigInteger), **kw)
+        for name in ("before", "offset", "limit")
     )
-    # bm25() is smaller for better matches (negative): negate it so higher is closer.
+    order = "rank DESC, s.stream_ordering DESC" if element.order == "rank" else ""
     return (
-        "SELECT s.event_id, s.room_id, s.stream_ordering, -bm25(event_search_fts) AS rank "
+        f"SELECT s.event_id, s.room_id, s.stream_ordering, {rank} AS rank "
         f"FROM {source} WHERE {where} AND s.stream_ordering < {before} "
-        f"ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+        f"ORDER BY {order or 's.stream_ordering DESC'} LIMIT {limit} OFFSET {offset}"
+    )
+
+
+@compiles(_MatchQuery, "sqlite")
+def _match_sqlite(element: _MatchQuery, compiler: SQLCompiler, **kw: Any) -> str:
+    q, rooms, keys = (
+        compiler.process(bindparam(name), **kw)
+        for name in ("fts_query", "room_ids_json", "keys_json")
+    )
+    return _render(
+        element,
+        compiler,
+        kw,
+        source="event_search_fts JOIN event_search AS s "
+        "ON s.stream_ordering = event_search_fts.rowid",
+        where=f"event_search_fts MATCH {q} "
+        f"AND s.room_id IN (SELECT value FROM json_each({rooms})) "
+        f"AND s.key IN (SELECT value FROM json_each({keys}))",
+        # bm25() is smaller for better matches (negative): negated, higher is closer.
+        rank="-bm25(event_search_fts)",
     )
 
 
 @compiles(_MatchQuery, "postgresql")
 def _match_postgresql(element: _MatchQuery, compiler: SQLCompiler, **kw: Any) -> str:
-    q = compiler.process(bindparam("ts_query"), **kw)
-    rooms = compiler.process(bindparam("room_ids"), **kw)
-    keys = compiler.process(bindparam("keys"), **kw)
-    where = (
-        f"to_tsvector('english', s.value) @@ to_tsquery('english', {q}) "
-        f"AND s.room_id = ANY({rooms}::text[]) AND s.key = ANY({keys}::text[])"
+    q, rooms, keys = (
+        compiler.process(bindparam(name), **kw) for name in ("ts_query", "room_ids", "keys")
     )
-    if element.count:
-        return f"SELECT count(*) FROM event_search AS s WHERE {where}"
-    before = compiler.process(bindparam("before", type_=BigInteger), **kw)
-    offset = compiler.process(bindparam("offset", type_=BigInteger), **kw)
-    limit = compiler.process(bindparam("limit", type_=BigInteger), **kw)
-    order = (
-        "rank DESC, s.stream_ordering DESC" if element.order == "rank" else "s.stream_ordering DESC"
-    )
-    return (
-        "SELECT s.event_id, s.room_id, s.stream_ordering, "
-        f"ts_rank(to_tsvector('english', s.value), to_tsquery('english', {q})) AS rank "
-        f"FROM event_search AS s WHERE {where} AND s.stream_ordering < {before} "
-        f"ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+    return _render(
+        element,
+        compiler,
+        kw,
+        source="event_search AS s",
+        where=f"to_tsvector('english', s.value) @@ to_tsquery('english', {q}) "
+        f"AND s.room_id = ANY({rooms}::text[]) AND s.key = ANY({keys}::text[])",
+        rank=f"ts_rank(to_tsvector('english', s.value), to_tsquery('english', {q}))",
     )
 
 
