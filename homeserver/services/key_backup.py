@@ -51,6 +51,16 @@ def parse_version(version: str) -> int:
     return int(version)
 
 
+def _same_version(value: Any, number: int) -> bool:
+    """Whether a body's ``version`` names version ``number``: the spec's string, or the same
+    number written as a JSON integer (some clients, SyTest among them, send one)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value == number
+    return isinstance(value, str) and value.isascii() and value.isdigit() and int(value) == number
+
+
 def _version_json(row: BackupVersionRow) -> JsonDict:
     return {
         "algorithm": row.algorithm,
@@ -100,7 +110,7 @@ class KeyBackupService:
             info = parse_backup_version_info(body)
         except E2eeError as e:
             raise BadJson(str(e)) from None
-        return str(await self._store.create_version(user_id, info.algorithm, dict(info.auth_data)))
+        return str(await self._store.create_version(user_id, info.algorithm, info.auth_data))
 
     async def get_version(self, user_id: str, version: str | None) -> JsonDict:
         """A version (None: the current one) with its ``count`` and ``etag``.
@@ -128,14 +138,14 @@ class KeyBackupService:
             info = parse_backup_version_info(body)
         except E2eeError as e:
             raise BadJson(str(e)) from None
-        if "version" in body and body["version"] != version:
+        if "version" in body and not _same_version(body["version"], number):
             raise InvalidParam("The version in the body does not match the path")
         row = await self._store.get_version(user_id, number)
         if row is None:
             raise NotFound("Unknown backup version")
         if row.algorithm != info.algorithm:
             raise InvalidParam("The algorithm of a backup version cannot change")
-        if not await self._store.update_version(user_id, number, dict(info.auth_data)):
+        if not await self._store.update_version(user_id, number, info.auth_data):
             raise NotFound("Unknown backup version")
 
     async def delete_version(self, user_id: str, version: str) -> None:

@@ -14,7 +14,8 @@ Design notes (docs/discussion/e2ee.md has the long form):
 - Every change other users must re-fetch keys for (new or changed device keys, cross-signing
   keys, signatures) writes a row to ``device_list_changes`` at a new ``DEVICE_LISTS`` position in
   the same transaction, allocated last (``stream_ids.py``). Cross-signing changes use the public
-  key, and signatures the signed key ID, in the ``device_id`` column.
+  key, and signatures the signed key ID, in the ``device_id`` column; a user-signing key's
+  change is marked for its owner only (:data:`OWN_ONLY_CHANGE_PREFIX`).
 - Device-list tracking reads the room tables (``current_state``, ``events``) with its own
   queries: who shares a joined room with a user, and the membership events of a range.
 """
@@ -275,6 +276,12 @@ _UPSERT_SIG = text(
     "DO UPDATE SET signature = excluded.signature"
 )
 
+#: The ``device_id`` of a change only the user's own devices are told of: a new user-signing
+#: key (it signs other users' keys and is shown to no one else, so others have nothing to
+#: re-fetch; Synapse likewise tells only the owner). Never a device ID or a public key in
+#: practice: no client makes a device ID with this prefix, and base64 has no ``:``.
+OWN_ONLY_CHANGE_PREFIX = "m.user_signing_key:"
+
 _RECORD_CHANGE = insert(device_list_changes).values(
     stream_id=bindparam("stream_id"), user_id=bindparam("user_id"), device_id=bindparam("device_id")
 )
@@ -320,7 +327,12 @@ _DEVICES_CHANGED = (
             device_list_changes.c.stream_id <= bindparam("to_pos", type_=BigInteger),
             or_(
                 device_list_changes.c.user_id == bindparam("user_id"),
-                device_list_changes.c.user_id.in_(_SHARING),
+                and_(
+                    device_list_changes.c.user_id.in_(_SHARING),
+                    ~device_list_changes.c.device_id.startswith(
+                        OWN_ONLY_CHANGE_PREFIX, autoescape=True
+                    ),
+                ),
             ),
         )
     )
@@ -561,7 +573,8 @@ class E2eeKeyStore:
         """Store ``(usage, public_key, key_json)`` keys of ``user_id``.
 
         A replaced key's signatures (made by it, and on it) are deleted. Every changed key
-        records a device-list change.
+        records a device-list change; a user-signing key's is for the owner only
+        (:data:`OWN_ONLY_CHANGE_PREFIX`).
 
         Returns:
             The DEVICE_LISTS position of the last change, or None if nothing changed.
@@ -591,7 +604,10 @@ class E2eeKeyStore:
                         "key_json": key_json,
                     },
                 )
-                changes.append((user_id, public_key))
+                if usage == "user_signing":
+                    changes.append((user_id, OWN_ONLY_CHANGE_PREFIX + public_key))
+                else:
+                    changes.append((user_id, public_key))
             if not changes:
                 return None
             return await _record_changes(conn, changes)

@@ -67,7 +67,7 @@ class BackupVersionRow:
 
     version: int
     algorithm: str
-    auth_data: dict[str, Any]
+    auth_data: Any
     etag: int
     count: int
 
@@ -188,7 +188,7 @@ class KeyBackupStore:
 
     # --- versions -------------------------------------------------------------------------------
 
-    async def create_version(self, user_id: str, algorithm: str, auth_data: dict[str, Any]) -> int:
+    async def create_version(self, user_id: str, algorithm: str, auth_data: Any) -> int:
         """Create a version (it becomes the current one); return its number."""
         auth_json = orjson.dumps(auth_data).decode()
 
@@ -234,7 +234,7 @@ class KeyBackupStore:
 
         return await self._db.read(work, name="get_backup_version")
 
-    async def update_version(self, user_id: str, version: int, auth_data: dict[str, Any]) -> bool:
+    async def update_version(self, user_id: str, version: int, auth_data: Any) -> bool:
         """Replace a version's ``auth_data``; False if there is no such version."""
         params = {
             "user_id": user_id,

@@ -47,7 +47,8 @@ def test_key_backup_data_parsing():
     for bad in (
         {"first_message_index": -1, "forwarded_count": 0, "is_verified": True, "session_data": {}},
         {"first_message_index": 1, "forwarded_count": 0, "is_verified": "yes", "session_data": {}},
-        {"first_message_index": 1, "forwarded_count": 0, "is_verified": True, "session_data": "x"},
+        {"first_message_index": 1, "forwarded_count": 0, "is_verified": True},
+        {"first_message_index": 1, "forwarded_count": 0, "is_verified": True, "session_data": 1.5},
         {"forwarded_count": 0, "is_verified": True, "session_data": {}},
         [],
     ):
@@ -56,8 +57,18 @@ def test_key_backup_data_parsing():
     parse_backup_version_info(
         {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {}}
     )
-    with pytest.raises(KeyFormatError):
-        parse_backup_version_info({"algorithm": "x", "auth_data": "y"})
+    # the server never reads auth_data or session_data: any JSON value is kept (as Synapse)
+    assert parse_backup_version_info({"algorithm": "x", "auth_data": "y"}).auth_data == "y"
+    opaque = {"first_message_index": 1, "forwarded_count": 0, "is_verified": True}
+    assert parse_key_backup_data({**opaque, "session_data": "x"}).to_json()["session_data"] == "x"
+    for bad in (
+        {"algorithm": "x"},
+        {"algorithm": "x", "auth_data": {"f": 1.5}},
+        {"algorithm": 1, "auth_data": {}},
+        "x",
+    ):
+        with pytest.raises(KeyFormatError):
+            parse_backup_version_info(bad)
 
 
 ME = "@me:x"

@@ -91,8 +91,8 @@ def test_device_keys_of_another_user_or_device_are_refused(user_id, device_id):
         lambda o: o.pop("algorithms"),
         lambda o: o.update(algorithms="m.megolm.v1.aes-sha2"),
         lambda o: o.update(keys=[]),
-        lambda o: o["keys"].update({"curve25519:OTHER": "x"}),
         lambda o: o["keys"].update({"nocolon": "x"}),
+        lambda o: o["keys"].update({":x": "x"}),
         lambda o: o["keys"].update({"curve25519:DEV1": 5}),
         lambda o: o.update(signatures={ALICE: "sig"}),
         lambda o: o.update(extra=1.5),
@@ -100,7 +100,7 @@ def test_device_keys_of_another_user_or_device_are_refused(user_id, device_id):
         lambda o: o.update(unsigned=[]),
     ],
 )
-def test_malformed_device_keys(change):
+def test_malformed_device_keys(change: Any) -> None:
     device = ClientDevice(ALICE, "DEV1")
     obj = device.device_keys()
     change(obj)
@@ -218,3 +218,14 @@ def test_public_key_equal_to_a_device_id_is_forbidden():
         check_cross_signing_upload(
             CrossSigningUpload.parse(cs.upload_body(), ALICE), {}, [cs.public(cs.master)]
         )
+
+
+def test_device_keys_named_after_no_device_are_kept_but_not_its_own() -> None:
+    """As Synapse, a key whose ID is not the device's is stored (SyTest uploads ``ed25519:test``);
+    it is never taken for the device's own key."""
+    device = ClientDevice(ALICE, "DEV1")
+    obj = device.device_keys()
+    obj["keys"] = {"ed25519:test": "x", "curve25519:OTHER": "y"}
+    keys = parsed(device, obj)
+    assert keys.keys == {"ed25519:test": "x", "curve25519:OTHER": "y"}
+    assert keys.ed25519 is None

@@ -60,7 +60,7 @@ async def test_uploaded_keys_come_back_verifiable_and_claimable(server):
     assert verifies(keys, alice["user_id"], device.key_id, device.ed25519_public)
     sent = device.device_keys()
     assert {k: v for k, v in keys.items() if k != "unsigned"} == sent
-    assert "device_display_name" in keys.get("unsigned", {}) or "unsigned" not in keys
+    assert isinstance(keys["unsigned"], dict)  # always there, as Synapse
     assert got["failures"] == {}
     # asking for a device without keys, or an unknown user, just finds nothing
     got = await post(
@@ -79,6 +79,46 @@ async def test_uploaded_keys_come_back_verifiable_and_claimable(server):
     assert verifies(key, alice["user_id"], device.key_id, device.ed25519_public)
     counts = await post(server, "/keys/upload", alice, {})
     assert counts["one_time_key_counts"][ALG] == 2
+
+
+async def test_device_keys_are_stored_as_uploaded_without_checking_signatures(server):
+    """As Synapse: the server checks the shape of device keys, not their self-signature
+    (clients verify it), so placeholder keys as SyTest uploads them are stored and served."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    user_id, device_id = alice["user_id"], alice["device_id"]
+    placeholder = {
+        "user_id": user_id,
+        "device_id": device_id,
+        "algorithms": ["m.olm.curve25519-aes-sha256", "m.megolm.v1.aes-sha"],
+        "keys": {
+            f"curve25519:{device_id}": "curve25519+key",
+            f"ed25519:{device_id}": "ed+key",
+            "ed25519:test": "named after no device",
+        },
+        "signatures": {user_id: {f"ed25519:{device_id}": "self+signature"}},
+    }
+    answer = await post(
+        server,
+        "/keys/upload",
+        alice,
+        {"device_keys": placeholder, "one_time_keys": {"my_algorithm:my_id_1": "KIhHVkAQi8r4"}},
+    )
+    assert answer["one_time_key_counts"]["my_algorithm"] == 1
+    for wanted in ([], [device_id]):
+        got = await post(server, "/keys/query", bob, {"device_keys": {user_id: wanted}})
+        served = got["device_keys"][user_id][device_id]
+        assert {k: v for k, v in served.items() if k != "unsigned"} == placeholder
+        assert "device_display_name" not in served["unsigned"]
+    # a signature by another key is stored all the same: clients will refuse it
+    device = ClientDevice(user_id, device_id)
+    unsigned = {k: v for k, v in device.device_keys().items() if k != "signatures"}
+    forged = sign(unsigned, user_id, device.key_id, ClientDevice("x", "y").ed25519)
+    await post(server, "/keys/upload", alice, {"device_keys": forged})
+    got = await post(server, "/keys/query", bob, {"device_keys": {user_id: [device_id]}})
+    served = got["device_keys"][user_id][device_id]
+    assert served["signatures"] == forged["signatures"]
+    assert not verifies(served, user_id, device.key_id, device.ed25519_public)
 
 
 async def test_remote_users_are_reported_as_failures(server):
@@ -108,15 +148,12 @@ async def test_upload_bad_input(server):
     await upload({"device_keys": "nope"}, 400, "M_BAD_JSON")
     await upload({"one_time_keys": {"no_colon": "x"}}, 400, "M_BAD_JSON")
     await upload({"one_time_keys": {f"{ALG}:A": 1.5}}, 400, "M_BAD_JSON")
-    # a signature by another key, and keys changed after signing
-    forged = sign(
-        {k: v for k, v in keys.items() if k != "signatures"},
-        alice["user_id"],
-        device.key_id,
-        ClientDevice("x", "y").ed25519,
-    )
-    await upload({"device_keys": forged}, 400, "M_INVALID_SIGNATURE")
-    await upload({"device_keys": {**keys, "algorithms": []}}, 400, "M_INVALID_SIGNATURE")
+    await upload({"device_keys": {**keys, "signatures": []}}, 400, "M_BAD_JSON")
+    await upload({"device_keys": {**keys, "algorithms": "x"}}, 400, "M_BAD_JSON")
+    await upload({"device_keys": {**keys, "unsigned": 1}}, 400, "M_BAD_JSON")
+    await upload({"device_keys": {**keys, "keys": {"ed25519": "k"}}}, 400, "M_BAD_JSON")
+    await upload({"device_keys": {**keys, "keys": {"ed25519:X": 1}}}, 400, "M_BAD_JSON")
+    await upload({"device_keys": {**keys, "device_id": "OTHER"}}, 400, "M_INVALID_PARAM")
     # alice's keys uploaded by bob: another user's device
     await upload({"device_keys": keys}, 400, "M_INVALID_PARAM", user=bob)
     # one-time key ID re-used with other content
@@ -195,6 +232,31 @@ async def test_cross_signing_upload_uia_and_visibility(server):
         assert got["master_keys"][alice["user_id"]] == new.key_object("master", new.master)
         assert alice["user_id"] in got["self_signing_keys"]
         assert (alice["user_id"] in got["user_signing_keys"]) is sees_usk
+
+
+async def test_cross_signing_endpoints_under_the_unstable_prefix(server):
+    """``/keys/device_signing/upload`` and ``/keys/signatures/upload`` are also served under
+    ``/_matrix/client/unstable/`` (as Synapse; SyTest uses it), with the same rules."""
+    alice = await server.register("alice")
+    unstable = "/_matrix/client/unstable"
+    cs = CrossSigning(alice["user_id"])
+    async with server.client() as c:
+        master_only = {"master_key": cs.upload_body()["master_key"]}
+        r = await c.post(
+            unstable + "/keys/device_signing/upload", json=master_only, headers=auth(alice)
+        )
+        assert r.status_code == 200 and r.json() == {}, r.text
+        got = await post(server, "/keys/query", alice, {"device_keys": {alice["user_id"]: []}})
+        assert got["master_keys"][alice["user_id"]] == master_only["master_key"]
+        # replacing the master key needs user-interactive authentication here too
+        other = CrossSigning(alice["user_id"])
+        body = {"master_key": other.key_object("master", other.master)}
+        r = await c.post(unstable + "/keys/device_signing/upload", json=body, headers=auth(alice))
+        assert r.status_code == 401 and r.json()["flows"], r.text
+        r = await c.post(unstable + "/keys/signatures/upload", json={}, headers=auth(alice))
+        assert r.status_code == 200 and r.json() == {"failures": {}}, r.text
+        r = await c.post(unstable + "/keys/signatures/upload", content=b"[]", headers=auth(alice))
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_BAD_JSON")
 
 
 async def test_cross_signing_bad_input(server):
@@ -444,6 +506,65 @@ async def test_key_backup(server):
         assert r.json()["version"] == "1"
 
 
+async def test_key_backup_keeps_opaque_auth_and_session_data_as_uploaded(server):
+    """As Synapse: ``auth_data`` and ``session_data`` are the client's, stored and served
+    whatever JSON value they are (SyTest uses strings); the body must still be an object."""
+    alice = await server.register("alice")
+    h = auth(alice)
+    algorithm = "m.megolm_backup.v1"
+    async with server.client() as c:
+        versions = []
+        for _ in range(11):
+            r = await c.post(
+                V3 + "/room_keys/version",
+                json={"algorithm": algorithm, "auth_data": "anopaquestring"},
+                headers=h,
+            )
+            assert r.status_code == 200, r.text
+            versions.append(r.json()["version"])
+        assert versions == [str(n) for n in range(1, 12)]
+        r = await c.get(V3 + "/room_keys/version", headers=h)
+        assert (r.json()["auth_data"], r.json()["version"]) == ("anopaquestring", "11")
+        r = await c.put(
+            V3 + "/room_keys/version/11",
+            headers=h,
+            json={"algorithm": algorithm, "auth_data": ["a", 1], "version": "11"},
+        )
+        assert r.status_code == 200, r.text
+        r = await c.get(V3 + "/room_keys/version/11", headers=h)
+        assert r.json()["auth_data"] == ["a", 1]
+        # the body's version may be written as a number; another version is refused
+        for version, status in ((11, 200), ("11", 200), (10, 400), ("x", 400), (True, 400)):
+            r = await c.put(
+                V3 + "/room_keys/version/11",
+                headers=h,
+                json={"algorithm": algorithm, "auth_data": "z", "version": version},
+            )
+            assert r.status_code == status, (version, r.text)
+        session = {
+            "first_message_index": 3,
+            "forwarded_count": 0,
+            "is_verified": False,
+            "session_data": "anopaquestring",
+        }
+        r = await c.put(V3 + "/room_keys/keys/!abcd/1234?version=11", headers=h, json=session)
+        assert r.status_code == 200, r.text
+        r = await c.get(V3 + "/room_keys/keys/!abcd/1234?version=11", headers=h)
+        assert r.json() == session
+        for body in (
+            {"algorithm": algorithm},
+            {"algorithm": algorithm, "auth_data": {"x": 1.5}},
+            {"auth_data": {}},
+        ):
+            r = await c.post(V3 + "/room_keys/version", json=body, headers=h)
+            assert (r.status_code, r.json()["errcode"]) == (400, "M_BAD_JSON"), body
+        r = await c.post(V3 + "/room_keys/version", content=b"[1]", headers=h)
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_BAD_JSON")
+        bad_session = {k: v for k, v in session.items() if k != "session_data"}
+        r = await c.put(V3 + "/room_keys/keys/!abcd/1234?version=11", headers=h, json=bad_session)
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_BAD_JSON")
+
+
 # --- to-device -----------------------------------------------------------------------------------
 
 
@@ -607,3 +728,31 @@ async def test_keys_changes_follow_shared_rooms(server):
         assert r.json()["errcode"] == "M_MISSING_PARAM"
         r = await c.get(V3 + "/keys/changes", params={"from": "garbage"}, headers=auth(alice))
         assert r.json()["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_a_new_user_signing_key_is_a_change_for_its_owner_only(server):
+    """The user-signing key is shown to no one but its owner, so only the owner's devices are
+    told it changed (as Synapse); a new master or self-signing key is everyone's news."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room = (await post(server, "/createRoom", alice, {"preset": "public_chat"}))["room_id"]
+    await post(server, f"/rooms/{room}/join", bob, {})
+    cs = CrossSigning(alice["user_id"])
+    before = await sync_token(server, bob)
+    await post(server, "/keys/device_signing/upload", alice, cs.upload_body())
+    assert alice["user_id"] in (await changes(server, bob, before))["changed"]
+    # a new user-signing key only (signed by the same master key), with UIA
+    new = CrossSigning(alice["user_id"])
+    new.master = cs.master
+    body = {"user_signing_key": new.key_object("user_signing", new.user_signing)}
+    mid_alice, mid_bob = await sync_token(server, alice), await sync_token(server, bob)
+    first = await post(server, "/keys/device_signing/upload", alice, body, status=401)
+    body["auth"] = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": "correct horse",
+        "session": first["session"],
+    }
+    await post(server, "/keys/device_signing/upload", alice, body)
+    assert alice["user_id"] in (await changes(server, alice, mid_alice))["changed"]
+    assert alice["user_id"] not in (await changes(server, bob, mid_bob))["changed"]

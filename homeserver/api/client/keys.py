@@ -4,6 +4,9 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#end-to-end-encryption (Op
 ``keys.yaml`` and ``cross_signing.yaml``). Bodies are checked for shape here; the key objects
 inside are parsed and verified by :mod:`e2ee` through :class:`~homeserver.services.keys.KeyService`.
 
+``/keys/device_signing/upload`` and ``/keys/signatures/upload`` are also served under
+``/_matrix/client/unstable/``, their prefix before Matrix 1.1.
+
 ``/keys/device_signing/upload`` uses user-interactive authentication unless the user has no
 master key yet or the upload holds no new keys (the service decides); the UIA check sees the
 raw body, so it happens here.
@@ -29,6 +32,9 @@ from homeserver.streams import InvalidStreamToken, StreamToken
 __all__ = ["KeysApi"]
 
 _PREFIX = "/_matrix/client/v3"
+#: The cross-signing endpoints were first served under the unstable prefix (MSC1756); Synapse
+#: still serves them there, and SyTest and older clients use it.
+_UNSTABLE = "/_matrix/client/unstable"
 #: The longest ``timeout`` honoured for remote key queries and claims, in milliseconds.
 _MAX_TIMEOUT_MS = 60_000
 
@@ -162,6 +168,7 @@ class KeysApi:
         return {"changed": sorted(changed), "left": sorted(left)}
 
     @route("POST", f"{_PREFIX}/keys/device_signing/upload", auth="user")
+    @route("POST", f"{_UNSTABLE}/keys/device_signing/upload", auth="user")
     async def upload_signing_keys(self, requester: Requester) -> JsonDict:
         """POST /_matrix/client/v3/keys/device_signing/upload.
 
@@ -185,6 +192,7 @@ class KeysApi:
         return {}
 
     @route("POST", f"{_PREFIX}/keys/signatures/upload", auth="user")
+    @route("POST", f"{_UNSTABLE}/keys/signatures/upload", auth="user")
     async def upload_signatures(self, requester: Requester) -> JsonDict:
         """POST /_matrix/client/v3/keys/signatures/upload.
 
