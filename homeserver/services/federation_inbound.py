@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 import trio
 
+from federation.core.acl import server_allowed_by_acl
 from federation.core.auth_rules import (
     auth_types_for_event,
     check_auth_rules,
@@ -72,7 +73,6 @@ from federation.core.stateres import resolve
 from homeserver.clock import Clock
 from homeserver.services.events import EventCreationService
 from homeserver.services.notifier import Notifier
-from homeserver.services.server_acl import server_allowed_by_acl
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.federation_events import FederationEventStore, RemoteEvent
 
