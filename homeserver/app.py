@@ -93,6 +93,7 @@ from homeserver.services.federation_inbound import (  # federation: inbound
     NoRemoteRoomGraph,
     RemoteRoomGraph,
 )
+from homeserver.services.federation_remote_graph import ClientRoomGraph  # federation: inbound
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.filters import FilterService  # sync and filters (issue 7)
 from homeserver.services.health import HealthService
@@ -988,6 +989,11 @@ async def serve_homeserver(
             rooms.creator,
             keys=federation_keys.keys,
             authenticate=federation_keys.auth.authenticate,
+            remote=(
+                ClientRoomGraph(FederationClient(federation_keys.transport))
+                if cfg.federation.enabled
+                else None
+            ),
         )
 
         apis: dict[str, list[object]] = {
