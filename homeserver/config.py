@@ -443,7 +443,7 @@ class TrustedKeyServer:
 class FederationConfig:
     """Talking to other homeservers: who, how we trust their keys, and outbound safety."""
 
-    #: Serve and use federation at all (false: ``/_matrix/federation/*`` answers 403).
+    #: Federate at all (false: signed requests from other servers get 403, none is contacted).
     enabled: bool = True
     #: Only these servers may federate with us; null: every server not in the denylist.
     domain_allowlist: tuple[str, ...] | None = None
