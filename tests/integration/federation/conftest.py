@@ -75,6 +75,21 @@ class FederatedServer:
         """The client-server API listener."""
         return httpx.AsyncClient(base_url=self.client_url, timeout=30, **kwargs)
 
+    async def register(self, username: str, password: str = "correct horse") -> dict[str, Any]:
+        """Register a local user with ``m.login.dummy``; the ``/register`` answer."""
+        async with self.client() as c:
+            r = await c.post(
+                "/_matrix/client/v3/register",
+                json={
+                    "username": username,
+                    "password": password,
+                    "auth": {"type": "m.login.dummy"},
+                },
+            )
+        assert r.status_code == 200, r.text
+        result: dict[str, Any] = r.json()
+        return result
+
     async def signed_request(
         self,
         destination: FederatedServer,

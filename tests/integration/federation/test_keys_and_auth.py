@@ -175,3 +175,11 @@ async def test_rotation_publishes_the_old_key(
         )
     [answer] = r.json()["server_keys"]
     assert old.key_id in answer["old_verify_keys"]
+
+
+async def test_fixture_servers_have_client_apis(two_servers) -> None:
+    a, b = two_servers
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    assert alice["user_id"] == f"@alice:{a.server_name}"
+    assert bob["user_id"] == f"@bob:{b.server_name}"
