@@ -264,6 +264,7 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
         config=cfg.registration,
         password_min_length=cfg.auth.password_min_length,
         phone_signup=cfg.otp.enabled,
+        profiles=stores.profiles,
     )
     account = AccountService(
         stores.users,

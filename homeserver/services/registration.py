@@ -16,6 +16,13 @@ completes the token stage and then sends ``m.login.dummy`` in the same session.
 A request is checked before UIA (username free and valid, password long enough) so the client
 learns about a taken name before it spends an SMS; the account is created after UIA, with the
 phone number the ``m.login.msisdn`` stage validated, and the registration token use is counted.
+
+The UIA session of ``/register`` is bound to the endpoint only, and remembers the parameters of
+its requests (the password as its hash): clients send them first and then only ``auth``, as
+Synapse allows. A session that registered an account answers a replay with the same account,
+logged in again (registration is idempotent). A guest upgrades to a full account by registering
+its own localpart with ``guest_access_token`` (spec: Guest Access). A new account's display name
+is its localpart, as on Synapse.
 """
 
 from __future__ import annotations
@@ -23,16 +30,19 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from homeserver.clock import Clock
 from homeserver.config import RegistrationConfig, RegistrationPolicy
-from homeserver.errors import Codes, Forbidden, InvalidParam, MatrixError, NotFound
+from homeserver.errors import Codes, Forbidden, InvalidParam, MatrixError, MissingParam, NotFound
 from homeserver.services.auth import AuthService, Session
 from homeserver.services.otp import ThreepidInUse
 from homeserver.services.passwords import PasswordHasher
+from homeserver.services.profile import MAX_PROFILE_BYTES
 from homeserver.services.uia import DUMMY, MSISDN, REGISTRATION_TOKEN, UiaResult, UiaService
+from homeserver.storage.profile import NoSuchUserError, ProfileStore
 from homeserver.storage.registration_tokens import (
     RegistrationTokenExists,
     RegistrationTokenRow,
@@ -81,15 +91,27 @@ def check_password_strength(password: str, min_length: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RegisterRequest:
-    """A parsed ``POST /register`` body."""
+    """A parsed ``POST /register`` body (None: not given)."""
 
     kind: Literal["user", "guest"]
     username: str | None
     password: str | None
     device_id: str | None
     initial_device_display_name: str | None
-    inhibit_login: bool
-    refresh_token: bool
+    inhibit_login: bool | None
+    refresh_token: bool | None
+    guest_access_token: str | None = None
+
+
+#: The parameters a ``/register`` UIA session remembers (besides ``password_hash`` and
+#: ``guest_user_id``).
+_REMEMBERED = (
+    "username",
+    "device_id",
+    "initial_device_display_name",
+    "inhibit_login",
+    "refresh_token",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +143,10 @@ class RegistrationService:
         config: RegistrationConfig,
         password_min_length: int,
         phone_signup: bool,
+        profiles: ProfileStore | None = None,
     ) -> None:
         self._users = users
+        self._profiles = profiles
         self._tokens = registration_tokens
         self._auth = auth
         self._uia = uia
@@ -177,67 +201,144 @@ class RegistrationService:
             raise UserInUse()
         return user_id
 
-    async def precheck(self, req: RegisterRequest) -> None:
-        """What can be refused before UIA: policy, username, password strength."""
-        if req.kind == "guest":
-            if not self._cfg.allow_guests:
-                raise Forbidden("Guest access is disabled")
-            return
-        if self._cfg.policy == RegistrationPolicy.CLOSED:
-            raise Forbidden("Registration is disabled")
-        if req.username is not None:
-            await self.check_available(req.username)
-        if req.password is not None:
-            check_password_strength(req.password, self._min_password)
-
     async def register_guest(self, req: RegisterRequest) -> Registered:
         """Create a guest account (no UIA, no password) and log it in."""
         if not self._cfg.allow_guests:
             raise Forbidden("Guest access is disabled")
         user_id = await self._create_with_random_id(is_guest=True, password_hash=None)
+        await self._set_default_displayname(user_id)
         session = await self._auth.create_session(
             user_id,
             device_id=req.device_id,
             display_name=req.initial_device_display_name,
-            want_refresh=req.refresh_token,
+            want_refresh=bool(req.refresh_token),
         )
         return Registered(user_id, session)
 
-    async def register(self, req: RegisterRequest, proof: UiaResult) -> Registered:
-        """Create the account once UIA has completed.
+    async def register_interactive(
+        self, req: RegisterRequest, body: Mapping[str, Any], *, request_key: str, client_ip: str
+    ) -> Registered:
+        """``POST /register`` for a full account: UIA, then create (or upgrade) and log in.
+
+        Args:
+            req: this request's parameters (the session's remembered ones fill the gaps).
+            body: the request body (its ``auth`` drives UIA).
+            request_key: binds the UIA session to ``/register``.
+            client_ip: for the guest access token's check.
 
         Raises:
-            UserInUse, InvalidUsername, WeakPassword, ThreepidInUse, Forbidden.
+            UiaRequired: more authentication is needed.
+            UserInUse, InvalidUsername, WeakPassword, ThreepidInUse, Forbidden, MissingParam.
         """
-        await self.precheck(req)
-        password_hash = await self._hasher.hash(req.password) if req.password else None
-        now = self._clock.time_ms()
-        if req.username is None:
+        if self._cfg.policy == RegistrationPolicy.CLOSED:
+            raise Forbidden("Registration is disabled")
+        given: dict[str, Any] = {
+            name: getattr(req, name) for name in _REMEMBERED if getattr(req, name) is not None
+        }
+        if req.password is not None:
+            check_password_strength(req.password, self._min_password)
+            given["password_hash"] = await self._hasher.hash(req.password)
+        if req.guest_access_token is not None:
+            given["guest_user_id"] = await self._guest_to_upgrade(
+                req.guest_access_token, req.username, client_ip=client_ip
+            )
+        session = await self._uia.open_session(
+            requester=None,
+            body=body,
+            request_key=request_key,
+            description="register a new account",
+            params=given,
+        )
+        params = session.params
+        registered_user = session.outcome.get("user_id")
+        if isinstance(registered_user, str):
+            return await self._log_in(registered_user, params)
+        username = params.get("username")
+        guest_user_id = params.get("guest_user_id")
+        if guest_user_id is None and username is not None:
+            await self.check_available(username)
+        proof = await self._uia.check(
+            requester=None,
+            body=body,
+            request_key=request_key,
+            flows=self.flows(),
+            description="register a new account",
+            session=session,
+        )
+        password_hash = params.get("password_hash")
+        if guest_user_id is not None:
+            user_id = guest_user_id
+            if not await self._users.upgrade_guest(user_id, password_hash):
+                raise UserInUse()
+        else:
+            user_id = await self._create(username, password_hash, proof)
+        if proof.registration_token is not None:
+            await self._tokens.consume(proof.registration_token)
+        await self._uia.settle(session, {"user_id": user_id})
+        return await self._log_in(user_id, params)
+
+    async def _guest_to_upgrade(self, token: str, username: str | None, *, client_ip: str) -> str:
+        """The guest account ``token`` belongs to, if ``username`` names it.
+
+        Raises:
+            MissingParam: no ``username``.
+            UnknownToken: ``token`` is not an access token.
+            Forbidden: the token is not a guest's, or ``username`` is another account.
+        """
+        if username is None:
+            raise MissingParam("A guest upgrading its account must give its username")
+        requester = await self._auth.authenticate(token, client_ip=client_ip)
+        if not requester.is_guest or requester.user_id != self.user_id_for(username):
+            raise Forbidden(
+                "Cannot register a taken user ID without that guest account's access token"
+            )
+        return requester.user_id
+
+    async def _create(
+        self, username: str | None, password_hash: str | None, proof: UiaResult
+    ) -> str:
+        if username is None:
             user_id = await self._create_with_random_id(
                 is_guest=False, password_hash=password_hash, phone=proof.phone
             )
         else:
-            user_id = self.user_id_for(req.username)
+            user_id = self.user_id_for(username)
             try:
                 await self._users.create_user(
-                    user_id, password_hash=password_hash, created_ts=now, phone=proof.phone
+                    user_id,
+                    password_hash=password_hash,
+                    created_ts=self._clock.time_ms(),
+                    phone=proof.phone,
                 )
             except UserIdTaken:
                 raise UserInUse() from None
             except PhoneInUse:
                 raise ThreepidInUse() from None
-        if proof.registration_token is not None:
-            await self._tokens.consume(proof.registration_token)
-        await self._uia.finish(proof)
-        if req.inhibit_login:
+        await self._set_default_displayname(user_id)
+        return user_id
+
+    async def _log_in(self, user_id: str, params: Mapping[str, Any]) -> Registered:
+        if params.get("inhibit_login"):
             return Registered(user_id, None)
         session = await self._auth.create_session(
             user_id,
-            device_id=req.device_id,
-            display_name=req.initial_device_display_name,
-            want_refresh=req.refresh_token,
+            device_id=params.get("device_id"),
+            display_name=params.get("initial_device_display_name"),
+            want_refresh=bool(params.get("refresh_token")),
         )
         return Registered(user_id, session)
+
+    async def _set_default_displayname(self, user_id: str) -> None:
+        """A new account's display name is its localpart (as on Synapse)."""
+        if self._profiles is None:
+            return
+        localpart = user_id[1:].partition(":")[0]
+        try:
+            await self._profiles.set_field(
+                user_id, "displayname", localpart, max_profile_bytes=MAX_PROFILE_BYTES
+            )
+        except NoSuchUserError:  # pragma: no cover - the account was just created
+            pass
 
     async def _create_with_random_id(
         self, *, is_guest: bool, password_hash: str | None, phone: str | None = None
@@ -279,6 +380,7 @@ class RegistrationService:
             )
         except UserIdTaken:
             raise UserInUse() from None
+        await self._set_default_displayname(user_id)
         return user_id
 
     # --- registration tokens ---------------------------------------------------------------

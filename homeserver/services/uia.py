@@ -15,8 +15,14 @@ Sessions:
   matrix-nio's ``register()`` sends ``{"type": "m.login.dummy"}`` with no session, its
   ``register_with_token()`` an ``auth`` without ``type``; both work, as on Synapse).
 - It is bound to the request that started it: ``request_key`` (see :func:`request_key`: method,
-  path and a hash of the request's relevant body fields) and the authenticated user. A session
-  used for another operation or by another user is refused (403).
+  path and, where an endpoint asks for it, a hash of body fields that name what is acted on) and
+  the authenticated user. A session used for another operation or by another user is refused
+  (403).
+- An endpoint may have the session remember its request parameters (:meth:`UiaService.open_session`
+  with ``params``): a later request of the session that omits one gets the remembered value, one
+  that gives it replaces it (Synapse's behaviour: clients send the parameters once and then only
+  ``auth``). :meth:`UiaService.settle` records what the operation produced, so a replay of a
+  completed session answers the same (``/register`` is idempotent).
 - Completed stages are stored per session (table ``uia_stages``) with what each proved: the user
   a password authenticated, the registration token, the validated phone number.
 - Stages must be completed in the order of some flow; a completed stage is never re-checked, and
@@ -26,7 +32,8 @@ Sessions:
   the background and gives back the registration token uses they had reserved.
 
 Stages: ``m.login.dummy`` (only where a flow offers it), ``m.login.password`` (re-auth of the
-requester's user: ``m.id.user`` / ``m.id.phone``; argon2), ``m.login.registration_token``,
+requester's user: ``m.id.user`` / ``m.id.phone``; argon2; another user's password is 403, as on
+Synapse), ``m.login.registration_token``,
 ``m.login.msisdn`` (``threepid_creds`` of a session validated by SMS code).
 """
 
@@ -60,6 +67,7 @@ __all__ = [
     "UiaRequired",
     "UiaResult",
     "UiaService",
+    "UiaSession",
     "request_key",
 ]
 
@@ -99,6 +107,20 @@ class UiaResult:
     registration_token: str | None = None
     #: the E.164 number an ``m.login.msisdn`` stage validated
     phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UiaSession:
+    """A session as one request sees it (from :meth:`UiaService.open_session`)."""
+
+    session_id: str
+    #: the remembered request parameters, overridden by the ones this request gave
+    params: Mapping[str, Any]
+    #: what the operation produced when an earlier request of the session completed it
+    #: (:meth:`UiaService.settle`); empty before
+    outcome: Mapping[str, Any]
+    #: stage name → what it proved
+    completed: Mapping[str, Mapping[str, Any]]
 
 
 class UiaRequired(MatrixError):
@@ -178,45 +200,35 @@ class UiaService:
         self._server_name = server_name
         self._lifetime_ms = session_lifetime_ms
 
-    async def check(
+    async def open_session(
         self,
         *,
         requester: Requester | None,
         body: Mapping[str, Any],
         request_key: str,
-        flows: list[list[str]],
         description: str = "",
-    ) -> UiaResult:
-        """Advance the UIA of this request; return once one of ``flows`` is complete.
+        params: Mapping[str, Any] | None = None,
+    ) -> UiaSession:
+        """Find the session named in ``body["auth"]``, or start one.
 
         Args:
             requester: the authenticated user (None on ``/register``).
             body: the request body (its ``auth`` is read).
             request_key: from :func:`request_key`; binds the session to this operation.
-            flows: the flows offered, each a list of stage types.
             description: what the session authorises (kept for logs and admins).
+            params: this request's parameters to remember (only those it gave; never
+                secrets in clear).
 
         Raises:
-            UiaRequired: 401 with flows/session/completed (and errcode after a failed stage).
             BadJson: ``auth`` is malformed.
             MatrixError: 400 ``M_UNKNOWN`` for an unknown or expired session, 403 when the
-                session belongs to another operation or user, 400 ``M_UNRECOGNIZED`` for an
-                unknown stage type.
+                session belongs to another operation or user.
         """
-        auth = body.get("auth")
-        if auth is not None and not isinstance(auth, dict):
-            raise BadJson("auth must be an object")
-        auth = auth or {}
+        auth = _auth_of(body)
         session_id = auth.get("session")
-        stage = auth.get("type")
-        if session_id is not None and not isinstance(session_id, str):
-            raise BadJson("auth.session must be a string")
-        if stage is not None and not isinstance(stage, str):
-            raise BadJson("auth.type must be a string")
         user_id = requester.user_id if requester is not None else None
         now = self._clock.time_ms()
-
-        completed: dict[str, dict[str, Any]] = {}
+        given = dict(params or {})
         if session_id is None:
             session_id = secrets.token_urlsafe(24)
             await self._store.create_session(
@@ -227,17 +239,71 @@ class UiaService:
                 created_ts=now,
                 expires_ts=now + self._lifetime_ms,
             )
-        else:
-            row = await self._store.get_session(session_id)
-            if row is None or row.expires_ts <= now:
-                raise MatrixError(400, Codes.UNKNOWN, "Unknown or expired UIA session")
-            if row.request_key != request_key:
-                raise Forbidden(
-                    "Requested operation has changed during the UI authentication session."
-                )
-            if row.user_id != user_id:
-                raise Forbidden("This UI authentication session belongs to another user.")
-            completed = {name: json.loads(result) for name, result in row.stages}
+            if given:
+                await self._store.set_data(session_id, _dumps({"params": given}), now=now)
+            return UiaSession(session_id, given, {}, {})
+        row = await self._store.get_session(session_id)
+        if row is None or row.expires_ts <= now:
+            raise MatrixError(400, Codes.UNKNOWN, "Unknown or expired UIA session")
+        if row.request_key != request_key:
+            raise Forbidden("Requested operation has changed during the UI authentication session.")
+        if row.user_id != user_id:
+            raise Forbidden("This UI authentication session belongs to another user.")
+        data = json.loads(row.data) if row.data is not None else {}
+        remembered = data.get("params", {})
+        outcome = data.get("outcome", {})
+        merged = {**remembered, **given}
+        if merged != remembered and not outcome:
+            await self._store.set_data(session_id, _dumps({"params": merged}), now=now)
+        completed = {name: json.loads(result) for name, result in row.stages}
+        return UiaSession(session_id, merged, outcome, completed)
+
+    async def settle(self, session: UiaSession, outcome: Mapping[str, Any]) -> None:
+        """Record what the operation of a completed session produced.
+
+        The completed stages are used up (an expiry releases nothing they reserved); a later
+        request of the session finds ``outcome`` in :attr:`UiaSession.outcome`.
+        """
+        data = {"params": dict(session.params), "outcome": dict(outcome)}
+        await self._store.settle(session.session_id, _dumps(data), now=self._clock.time_ms())
+
+    async def check(
+        self,
+        *,
+        requester: Requester | None,
+        body: Mapping[str, Any],
+        request_key: str,
+        flows: list[list[str]],
+        description: str = "",
+        session: UiaSession | None = None,
+    ) -> UiaResult:
+        """Advance the UIA of this request; return once one of ``flows`` is complete.
+
+        Args:
+            requester: the authenticated user (None on ``/register``).
+            body: the request body (its ``auth`` is read).
+            request_key: from :func:`request_key`; binds the session to this operation.
+            flows: the flows offered, each a list of stage types.
+            description: what the session authorises (kept for logs and admins).
+            session: the session :meth:`open_session` gave for this request (opened here if None).
+
+        Raises:
+            UiaRequired: 401 with flows/session/completed (and errcode after a failed stage).
+            BadJson: ``auth`` is malformed.
+            Forbidden: ``m.login.password`` authenticated another user than the requester.
+            MatrixError: 400 ``M_UNKNOWN`` for an unknown or expired session, 403 when the
+                session belongs to another operation or user, 400 ``M_UNRECOGNIZED`` for an
+                unknown stage type.
+        """
+        auth = _auth_of(body)
+        stage = auth.get("type")
+        if session is None:
+            session = await self.open_session(
+                requester=requester, body=body, request_key=request_key, description=description
+            )
+        session_id = session.session_id
+        completed: dict[str, Mapping[str, Any]] = dict(session.completed)
+        now = self._clock.time_ms()
 
         done = _complete_flow(flows, completed)
         if done is None and stage is not None and stage not in completed:
@@ -309,7 +375,8 @@ class UiaService:
         if user is None or not ok or user.deactivated:
             raise _StageFailed(Codes.FORBIDDEN, "Invalid username or password")
         if requester is not None and user.user_id != requester.user_id:
-            raise _StageFailed(Codes.FORBIDDEN, "You can only authenticate as yourself")
+            # the credentials are right but not the requester's: refused outright, as Synapse
+            raise Forbidden("You can only authenticate as yourself")
         return {"user_id": user.user_id}
 
     async def _check_registration_token(self, auth: Mapping[str, Any]) -> dict[str, Any]:
@@ -370,6 +437,23 @@ class UiaService:
                 await self.expire_sessions()
             except Exception:
                 logger.exception("expiring UIA sessions failed")
+
+
+def _auth_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    auth = body.get("auth")
+    if auth is None:
+        return {}
+    if not isinstance(auth, dict):
+        raise BadJson("auth must be an object")
+    if auth.get("session") is not None and not isinstance(auth["session"], str):
+        raise BadJson("auth.session must be a string")
+    if auth.get("type") is not None and not isinstance(auth["type"], str):
+        raise BadJson("auth.type must be a string")
+    return auth
+
+
+def _dumps(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def _complete_flow(

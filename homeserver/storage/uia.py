@@ -3,6 +3,11 @@
 A session is bound to the request that started it (``request_key``) and to the user who
 started it; each completed stage is a row with a small JSON result (what the stage proved,
 e.g. the user ID a password authenticated or the phone number an SMS code validated).
+
+Besides its stages, a session keeps one JSON object of data (what the operation's first requests
+said, what the operation produced): it is the ``uia_stages`` row of the reserved stage name
+:data:`DATA_STAGE`, which is not a stage type (those are namespaced, ``m.login.*``), so it never
+shows among the completed stages.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from sqlalchemy import bindparam, delete, insert, select
 from homeserver.storage.db import Conn, Database
 from homeserver.storage.schema import uia_sessions, uia_stages
 
-__all__ = ["UiaSessionRow", "UiaStore"]
+__all__ = ["DATA_STAGE", "UiaSessionRow", "UiaStore"]
+
+#: The ``uia_stages.stage`` of the row that holds the session's data.
+DATA_STAGE = "_data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,8 @@ class UiaSessionRow:
     expires_ts: int
     #: stage name → its JSON result, in completion order
     stages: tuple[tuple[str, str], ...]
+    #: the session's data (a JSON object), if any was stored
+    data: str | None = None
 
 
 _INSERT = insert(uia_sessions).values(
@@ -72,6 +82,9 @@ _DELETE_STAGES_OF_EXPIRED = delete(uia_stages).where(
 )
 _DELETE_EXPIRED = delete(uia_sessions).where(uia_sessions.c.expires_ts <= bindparam("now"))
 _DELETE_STAGES = delete(uia_stages).where(uia_stages.c.session_id == bindparam("session_id"))
+_DELETE_ONE_STAGE = delete(uia_stages).where(
+    uia_stages.c.session_id == bindparam("session_id"), uia_stages.c.stage == bindparam("stage")
+)
 _DELETE = delete(uia_sessions).where(uia_sessions.c.session_id == bindparam("session_id"))
 
 
@@ -117,6 +130,7 @@ class UiaStore:
                 return None
             stages = await conn.fetch_all(_GET_STAGES, {"session_id": session_id})
             sid, key, user_id, description, created_ts, expires_ts = row
+            data = next((str(r) for s, r in stages if s == DATA_STAGE), None)
             return UiaSessionRow(
                 sid,
                 key,
@@ -124,7 +138,8 @@ class UiaStore:
                 description,
                 created_ts,
                 expires_ts,
-                tuple((str(s), str(r)) for s, r in stages),
+                tuple((str(s), str(r)) for s, r in stages if s != DATA_STAGE),
+                data,
             )
 
         return await self._db.read(work, name="uia_get_session")
@@ -138,6 +153,35 @@ class UiaStore:
                 await conn.execute(_INSERT_STAGE, {**params, "result": result, "completed_ts": now})
 
         await self._db.run(work, name="uia_complete_stage")
+
+    async def set_data(self, session_id: str, data: str, *, now: int) -> None:
+        """Replace the session's data (a JSON object)."""
+
+        async def work(conn: Conn) -> None:
+            params = {"session_id": session_id, "stage": DATA_STAGE}
+            await conn.execute(_DELETE_ONE_STAGE, params)
+            await conn.execute(_INSERT_STAGE, {**params, "result": data, "completed_ts": now})
+
+        await self._db.run(work, name="uia_set_data")
+
+    async def settle(self, session_id: str, data: str, *, now: int) -> None:
+        """Replace the completed stages by ``data``: the operation was carried out and what
+        the stages reserved was used up (an expiry gives nothing back), and a replay of the
+        session finds the outcome in ``data``."""
+
+        async def work(conn: Conn) -> None:
+            await conn.execute(_DELETE_STAGES, {"session_id": session_id})
+            await conn.execute(
+                _INSERT_STAGE,
+                {
+                    "session_id": session_id,
+                    "stage": DATA_STAGE,
+                    "result": data,
+                    "completed_ts": now,
+                },
+            )
+
+        await self._db.run(work, name="uia_settle")
 
     async def delete_session(self, session_id: str) -> None:
         async def work(conn: Conn) -> None:

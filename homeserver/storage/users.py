@@ -61,6 +61,11 @@ _DEACTIVATE = (
     .where(users.c.user_id == bindparam("user_id"))
     .values(deactivated=True, password_hash=None, phone=None, phone_added_ts=None)
 )
+_UPGRADE_GUEST = (
+    update(users)
+    .where(users.c.user_id == bindparam("user_id"), users.c.is_guest.is_(True))
+    .values(is_guest=False, password_hash=bindparam("password_hash"))
+)
 _SET_ADMIN = (
     update(users)
     .where(users.c.user_id == bindparam("user_id"))
@@ -152,6 +157,16 @@ class UserStore:
             )
 
         return await self._db.run(work, name="set_password_hash") > 0
+
+    async def upgrade_guest(self, user_id: str, password_hash: str | None) -> bool:
+        """Make a guest account a full one with this password; return whether it was a guest."""
+
+        async def work(conn: Conn) -> int:
+            return await conn.execute(
+                _UPGRADE_GUEST, {"user_id": user_id, "password_hash": password_hash}
+            )
+
+        return await self._db.run(work, name="upgrade_guest") > 0
 
     async def set_admin(self, user_id: str, is_admin: bool) -> bool:
         """Grant or revoke server admin; return whether the account exists."""

@@ -87,7 +87,10 @@ async def test_a_user_never_touches_another_users_devices_data_or_tokens(server)
                 }
             },
         )
-        assert r.status_code == 401 and r.json()["errcode"] == "M_FORBIDDEN"
+        # right credentials of another user: 403 outright (as Synapse), the device stays
+        assert r.status_code == 403 and r.json()["errcode"] == "M_FORBIDDEN"
+        r = await c.get("/_matrix/client/v3/devices/ALICEPHONE", headers=a)
+        assert r.status_code == 200
         r = await c.get("/_matrix/client/v3/devices/BOBPHONE", headers=b)
         assert (r.status_code, r.json()["display_name"]) == (200, None)
 

@@ -57,13 +57,17 @@ async def test_uia_session_is_bound_to_the_request(server):
     async with server.client() as c:
         r = await c.post(REGISTER, json={"username": "ben", "password": "correct horse"})
         session = r.json()["session"]
+        # a session of another operation is refused on /register
+        pat = await server.register("pat")
+        r = await c.post(
+            "/_matrix/client/v3/delete_devices",
+            json={"devices": ["X"]},
+            headers=bearer(pat["access_token"]),
+        )
+        other = r.json()["session"]
         r = await c.post(
             REGISTER,
-            json={
-                "username": "other",
-                "password": "correct horse",
-                "auth": {"type": "m.login.dummy", "session": session},
-            },
+            json={"username": "ben", "auth": {"type": "m.login.dummy", "session": other}},
         )
         assert (r.status_code, r.json()["errcode"]) == (403, "M_FORBIDDEN")
         r = await c.post(
@@ -76,6 +80,8 @@ async def test_uia_session_is_bound_to_the_request(server):
             json={"username": "ben", "auth": {"type": "m.login.foo", "session": session}},
         )
         assert (r.status_code, r.json()["errcode"]) == (400, "M_UNRECOGNIZED")
+        r = await c.post(REGISTER, json={"auth": {"type": "m.login.dummy", "session": 5}})
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_BAD_JSON")
         # registration tokens are not offered under the open policy
         r = await c.post(
             REGISTER,
@@ -88,6 +94,97 @@ async def test_uia_session_is_bound_to_the_request(server):
         # nothing was created on the way
         r = await c.get("/_matrix/client/v3/register/available", params={"username": "ben"})
         assert r.json() == {"available": True}
+
+
+async def test_uia_session_remembers_the_registration_parameters(server):
+    async with server.client() as c:
+        first = {
+            "username": "cat",
+            "password": "übersecret pässword",
+            "device_id": "XYZZY",
+            "initial_device_display_name": "cat's phone",
+        }
+        r = await c.post(REGISTER, json=first)
+        assert r.status_code == 401
+        session = r.json()["session"]
+        # the follow-up sends only auth: the first request's parameters are used
+        r = await c.post(REGISTER, json={"auth": {"type": "m.login.dummy", "session": session}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["user_id"], body["device_id"]) == ("@cat:test.local", "XYZZY")
+        r = await c.get("/_matrix/client/v3/devices/XYZZY", headers=bearer(body["access_token"]))
+        assert r.json()["display_name"] == "cat's phone"
+        # the remembered password (non-ASCII) logs in
+        r = await c.post(LOGIN, json=password_login("cat", "übersecret pässword"))
+        assert r.status_code == 200, r.text
+        # a new account's display name is its localpart
+        r = await c.get("/_matrix/client/v3/profile/@cat:test.local/displayname")
+        assert r.json() == {"displayname": "cat"}
+        # a later request's parameter replaces a remembered one
+        r = await c.post(REGISTER, json={"username": "dan", "inhibit_login": True})
+        session = r.json()["session"]
+        r = await c.post(
+            REGISTER,
+            json={"username": "dana", "auth": {"type": "m.login.dummy", "session": session}},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json() == {"user_id": "@dana:test.local", "home_server": "test.local"}
+        # no password was given: the account has none
+        r = await c.post(LOGIN, json=password_login("dana"))
+        assert r.status_code == 403
+
+
+@pytest.mark.parametrize("username", [None, "eve"])
+async def test_registration_is_idempotent(server, username):
+    async with server.client() as c:
+        first: dict[str, Any] = {"password": "correct horse"}
+        if username:
+            first["username"] = username
+        r = await c.post(REGISTER, json=first)
+        session = r.json()["session"]
+        again = {**first, "auth": {"type": "m.login.dummy", "session": session}}
+        r1 = await c.post(REGISTER, json=again)
+        assert r1.status_code == 200, r1.text
+        # the same session again: the same account, logged in again, not a new one
+        r2 = await c.post(REGISTER, json=again)
+        assert r2.status_code == 200, r2.text
+        assert r2.json()["user_id"] == r1.json()["user_id"]
+        assert r2.json()["access_token"] != r1.json()["access_token"]
+        for r in (r1, r2):
+            w = await c.get(WHOAMI, headers=bearer(r.json()["access_token"]))
+            assert w.json()["user_id"] == r1.json()["user_id"]
+        # a new session for a taken name is still refused
+        r = await c.post(REGISTER, json={**first, "username": username or "eve"})
+        if username:
+            assert r.json()["errcode"] == "M_USER_IN_USE"
+
+
+async def test_registration_token_use_is_spent_once(homeserver_factory):
+    srv = await homeserver_factory(registration={"policy": "token"})
+    await register_user(srv.config, "root", "correct horse", admin=True)
+    async with srv.client() as c:
+        admin = (await c.post(LOGIN, json=password_login("root"))).json()["access_token"]
+    async with srv.client(headers=bearer(admin)) as c:
+        r = await c.post(
+            "/_synapse/admin/v1/registration_tokens/new", json={"token": "tok", "uses_allowed": 1}
+        )
+        assert r.status_code == 200, r.text
+    async with srv.client() as c:
+        r = await c.post(REGISTER, json={"username": "fay", "password": "correct horse"})
+        session = r.json()["session"]
+        r = await c.post(
+            REGISTER,
+            json={
+                "auth": {"type": "m.login.registration_token", "token": "tok", "session": session}
+            },
+        )
+        assert r.status_code == 401 and r.json()["completed"] == ["m.login.registration_token"]
+        for _ in range(2):
+            r = await c.post(REGISTER, json={"auth": {"type": "m.login.dummy", "session": session}})
+            assert r.status_code == 200 and r.json()["user_id"] == "@fay:test.local", r.text
+    async with srv.client(headers=bearer(admin)) as c:
+        r = await c.get("/_synapse/admin/v1/registration_tokens/tok")
+        assert (r.json()["pending"], r.json()["completed"]) == (0, 1), r.text
 
 
 @pytest.mark.parametrize(
@@ -147,6 +244,67 @@ async def test_guest_registration(homeserver_factory):
         assert r.status_code == 200, r.text
         r = await c.get(WHOAMI, headers=bearer(r.json()["access_token"]))
         assert r.json()["is_guest"] is True
+
+
+async def test_guest_upgrades_to_a_full_account(homeserver_factory):
+    srv = await homeserver_factory(registration={"allow_guests": True})
+    async with srv.client() as c:
+        guest = (await c.post(REGISTER + "?kind=guest", json={})).json()
+        other = (await c.post(REGISTER + "?kind=guest", json={})).json()
+        localpart = guest["user_id"][1:].split(":")[0]
+        # guests get a display name too: their localpart
+        r = await c.get(f"/_matrix/client/v3/profile/{guest['user_id']}/displayname")
+        assert r.json() == {"displayname": localpart}
+        body = {"username": localpart, "password": "correct horse"}
+        # another guest's token, a full account's token, no username, a bad token
+        full = await srv.register("full")
+        for token, extra, status, errcode in (
+            (other["access_token"], {}, 403, "M_FORBIDDEN"),
+            (full["access_token"], {}, 403, "M_FORBIDDEN"),
+            (guest["access_token"], {"username": None}, 400, "M_MISSING_PARAM"),
+            ("nope", {}, 401, "M_UNKNOWN_TOKEN"),
+            (5, {}, 400, "M_BAD_JSON"),
+        ):
+            r = await c.post(
+                REGISTER,
+                json={
+                    **body,
+                    **extra,
+                    "guest_access_token": token,
+                    "auth": {"type": "m.login.dummy"},
+                },
+            )
+            assert (r.status_code, r.json()["errcode"]) == (status, errcode), r.text
+        # without the guest's token the name is taken
+        r = await c.post(REGISTER, json={**body, "auth": {"type": "m.login.dummy"}})
+        assert r.json()["errcode"] == "M_USER_IN_USE"
+        r = await c.post(REGISTER, json={**body, "guest_access_token": guest["access_token"]})
+        assert r.status_code == 401
+        r = await c.post(
+            REGISTER,
+            json={
+                **body,
+                "guest_access_token": guest["access_token"],
+                "auth": {"type": "m.login.dummy", "session": r.json()["session"]},
+            },
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["user_id"] == guest["user_id"]
+        w = await c.get(WHOAMI, headers=bearer(r.json()["access_token"]))
+        assert (w.json()["user_id"], w.json()["is_guest"]) == (guest["user_id"], False)
+        # the password now logs in
+        r = await c.post(LOGIN, json=password_login(localpart))
+        assert r.status_code == 200, r.text
+        # an upgraded account is no guest any more: it cannot be upgraded again
+        r = await c.post(
+            REGISTER,
+            json={
+                **body,
+                "guest_access_token": guest["access_token"],
+                "auth": {"type": "m.login.dummy"},
+            },
+        )
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_USER_IN_USE"), r.text
 
 
 async def test_login_variants_and_device_reuse(server):
@@ -303,11 +461,11 @@ async def test_change_password_with_uia(server):
             "M_FORBIDDEN",
             session,
         )
-        # another user's password does not re-authenticate pat
+        # another user's password does not re-authenticate pat: 403, as on Synapse
         await server.register("mallory", "mallory password")
         body["auth"] = reauth("mallory", "mallory password", session)
         r = await c.post(url, json=body, headers=bearer(a["access_token"]))
-        assert (r.status_code, r.json()["errcode"]) == (401, "M_FORBIDDEN")
+        assert (r.status_code, r.json()["errcode"]) == (403, "M_FORBIDDEN")
         # too short
         body = {"new_password": "short", "auth": reauth("pat", "correct horse", session)}
         r = await c.post(url, json=body, headers=bearer(a["access_token"]))

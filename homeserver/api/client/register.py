@@ -75,6 +75,10 @@ async def request_msisdn_token(
     }
 
 
+def _opt_bool(body: dict[str, Any], key: str) -> bool | None:
+    return opt_bool(body, key, False) if body.get(key) is not None else None
+
+
 def _parse_register(body: dict[str, Any], kind: str) -> RegisterRequest:
     if kind not in ("user", "guest"):
         raise InvalidParam("kind must be 'user' or 'guest'")
@@ -84,8 +88,9 @@ def _parse_register(body: dict[str, Any], kind: str) -> RegisterRequest:
         password=opt_str(body, "password", max_len=512),
         device_id=opt_str(body, "device_id", max_len=255),
         initial_device_display_name=opt_str(body, "initial_device_display_name", max_len=512),
-        inhibit_login=opt_bool(body, "inhibit_login", False),
-        refresh_token=opt_bool(body, "refresh_token", False),
+        inhibit_login=_opt_bool(body, "inhibit_login"),
+        refresh_token=_opt_bool(body, "refresh_token"),
+        guest_access_token=opt_str(body, "guest_access_token", max_len=4096),
     )
 
 
@@ -117,25 +122,22 @@ class RegisterApi:
         User-Interactive Authentication API, except in the cases where a guest account is being
         registered." Accepts a first request without ``auth``, with ``auth`` lacking ``type``,
         or with a one-shot ``m.login.dummy`` without ``session`` (matrix-nio), as Synapse does.
+        The session remembers the parameters, so later requests may send only ``auth``; a
+        replay of a completed session gives the same account. Spec (Guest Access): "Guest users
+        can also upgrade their account by going through the ordinary register flow, but
+        specifying the additional POST parameter ``guest_access_token``".
         """
         body = await read_json_body(self._max)
         req = _parse_register(body, request.args.get("kind", "user"))
         if req.kind == "guest":
             registered = await self._reg.register_guest(req)
         else:
-            await self._reg.precheck(req)
-            proof = await self._uia.check(
-                requester=None,
-                body=body,
-                request_key=request_key(
-                    "POST",
-                    "/_matrix/client/v3/register",
-                    {"username": req.username.lower() if req.username else None},
-                ),
-                flows=self._reg.flows(),
-                description="register",
+            registered = await self._reg.register_interactive(
+                req,
+                body,
+                request_key=request_key("POST", "/_matrix/client/v3/register"),
+                client_ip=client_ip(),
             )
-            registered = await self._reg.register(req, proof)
         if registered.session is None:
             return {"user_id": registered.user_id, "home_server": self._server_name}
         return session_body(registered.session, self._server_name)
