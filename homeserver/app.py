@@ -68,6 +68,7 @@ from homeserver.api.client.well_known import WellKnownApi  # registration lock (
 from homeserver.api.federation._auth import FederationAuthenticator  # federation: keys
 from homeserver.api.federation.keys import ServerKeysApi  # federation: keys
 from homeserver.api.federation.openid import FederationOpenIdApi
+from homeserver.api.federation.memberships import MembershipsApi  # federation: inbound
 from homeserver.api.federation.room_graph import RoomGraphApi  # federation: inbound
 from homeserver.api.federation.transactions import TransactionsApi  # federation: inbound
 from homeserver.api.federation.version import FederationVersionApi  # federation: keys
@@ -93,6 +94,7 @@ from homeserver.services.federation_inbound import (  # federation: inbound
     NoRemoteRoomGraph,
     RemoteRoomGraph,
 )
+from homeserver.services.federation_joins import FederationMemberships  # federation: inbound
 from homeserver.services.federation_remote_graph import ClientRoomGraph  # federation: inbound
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.filters import FilterService  # sync and filters (issue 7)
@@ -852,8 +854,8 @@ _VERSION = _distribution_version()
 @dataclass(frozen=True)
 class _FederationInbound:
     """The inbound side of federation: ``/send/{txnId}`` (the PDU pipeline, and the EDU
-    registry where typing, receipts, presence... register their handlers) and the room graph
-    served to other servers.
+    registry where typing, receipts, presence... register their handlers), the room graph
+    served to other servers, and remote users' joins, leaves and knocks.
 
     ``remote`` is the outbound client's room-graph reads (``NoRemoteRoomGraph`` until it is
     wired): without it, missing events and gaps cannot be filled."""
@@ -888,15 +890,16 @@ def _federation_inbound(
         server_name=cfg.server_name,
     )
     max_body = cfg.limits.max_request_body_bytes
+    graph = RoomGraphService(stores.events, inbound)
+    memberships = FederationMemberships(
+        stores.events, inbound, graph, clock, server_name=cfg.server_name
+    )
     apis: list[object] = [
         TransactionsApi(inbound, authenticate, max_body),
         RoomGraphApi(
-            RoomGraphService(stores.events, inbound),
-            authenticate,
-            clock,
-            server_name=cfg.server_name,
-            max_body_bytes=max_body,
+            graph, authenticate, clock, server_name=cfg.server_name, max_body_bytes=max_body
         ),
+        MembershipsApi(memberships, authenticate, max_body),
     ]
     return _FederationInbound(inbound, edus, apis)
 

@@ -313,7 +313,7 @@ class FederationInbound:
 
     async def handle_pdu(
         self, origin: str, version: RoomVersion, pdu: Mapping[str, Any], *, fetch: bool = True
-    ) -> None:
+    ) -> str:
         """Run one received PDU through the checks and store it.
 
         Args:
@@ -322,6 +322,9 @@ class FederationInbound:
             pdu: the PDU as received.
             fetch: whether missing prev_events may be fetched with /get_missing_events
                 (False for the events such a fetch returned).
+
+        Returns:
+            The event ID (of the event accepted now or before).
 
         Raises:
             PduError: dropped (format, signatures, ACL), rejected or soft-failed; stored in
@@ -334,14 +337,15 @@ class FederationInbound:
         event = checked.event
         known = await self._events.get_event(event.event_id)
         if known is not None and not known.outlier:
-            return
+            return event.event_id
         if known is not None and (await self._fed.soft_failed([event.event_id])):
-            return
+            return event.event_id
         if known is not None and known.rejected_reason is not None:
             raise PduError(f"Event was rejected: {known.rejected_reason}")
         gap_states = await self._fill_prev_events(origin, version, event, fetch=fetch)
         auth_by_id = await self._auth_events(origin, version, event)
         await self._check_and_store(event, auth_by_id, gap_states)
+        return event.event_id
 
     async def _check_received(self, version: RoomVersion, pdu: Mapping[str, Any]) -> _Checked:
         """Checks 1-3: format, signatures (keys from the key ring), content hash."""

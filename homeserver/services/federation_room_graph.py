@@ -123,6 +123,18 @@ class RoomGraphService:
         found = await self._events.get_events(chain)
         return [pdu_json(found[i].event) for i in chain if i in found]
 
+    async def state_for_join(
+        self, room_id: str, event_id: str
+    ) -> tuple[list[JsonDict], list[JsonDict]]:
+        """The state before an accepted join, and the auth chain of that state and of the join
+        (``send_join``'s answer; the joining server was not in the room before it)."""
+        state = await self._state_before(room_id, event_id)
+        chain_ids = sorted(await self._events.get_auth_chain([*state.values(), event_id]))
+        found = await self._events.get_events([*state.values(), *chain_ids])
+        pdus = [pdu_json(found[i].event) for i in sorted(state.values()) if i in found]
+        chain = [pdu_json(found[i].event) for i in chain_ids if i in found]
+        return pdus, chain
+
     async def _state_before(self, room_id: str, event_id: str) -> dict[StateKey, str]:
         stored = await self._event_in_room(room_id, event_id)
         if stored.state_group is None:

@@ -14,10 +14,14 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from quart import request
 
+from federation.core.builder import hash_and_sign_event
+from federation.core.hashing import compute_event_id
 from homeserver.api._http import build_asgi_app
+from homeserver.api.federation.memberships import MembershipsApi
 from homeserver.api.federation.room_graph import RoomGraphApi
 from homeserver.api.federation.transactions import TransactionsApi
 from homeserver.errors import MatrixError
+from homeserver.services.federation_joins import FederationMemberships
 from homeserver.services.federation_room_graph import RoomGraphService
 from homeserver.services.rooms import StateEventSpec
 from homeserver.storage import Database, Stores
@@ -48,9 +52,13 @@ class Api:
 
 async def _serve(env: Env, nursery: trio.Nursery) -> AsyncIterator[Api]:
     graph = RoomGraphService(env.events, env.inbound)
+    memberships = FederationMemberships(
+        env.events, env.inbound, graph, env.clock, server_name="hs.test"
+    )
     app = build_asgi_app(
         [
             TransactionsApi(env.inbound, _authenticate, 1 << 20),
+            MembershipsApi(memberships, _authenticate, 1 << 20),
             RoomGraphApi(
                 graph, _authenticate, env.clock, server_name="hs.test", max_body_bytes=1 << 20
             ),
@@ -223,3 +231,92 @@ async def test_server_acl_on_reads(api: Api) -> None:
     tips = await api.env.events.get_forward_extremities(room_id)
     resp = await api.get(f"/_matrix/federation/v1/state_ids/{room_id}", event_id=tips[0].event_id)
     assert resp.status_code == 403 and "ACL" in resp.json()["error"]
+
+
+async def _signed_from_template(api: Api, template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    pdu = hash_and_sign_event(api.env.version, template, REMOTE, api.env.remote_key)
+    return compute_event_id(api.env.version, pdu), pdu
+
+
+async def test_remote_join_handshake(api: Api) -> None:
+    room_id = api.env.room_id
+    base = f"/_matrix/federation/v1/make_join/{room_id}/{ROB}"
+    old_only = await api.get(base, ver="1")
+    assert old_only.status_code == 400
+    assert old_only.json()["errcode"] == "M_INCOMPATIBLE_ROOM_VERSION"
+    assert old_only.json()["room_version"] == "10"
+    resp = await api.get(base, ver=["9", "10"])
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["room_version"] == "10"
+    template = resp.json()["event"]
+    assert template["content"] == {"membership": "join"} and template["state_key"] == ROB
+    other_user = await api.get(f"/_matrix/federation/v1/make_join/{room_id}/@x:else.test", ver="10")
+    assert other_user.status_code == 403
+    unknown = await api.get(f"/_matrix/federation/v1/make_join/!nope:hs.test/{ROB}", ver="10")
+    assert unknown.status_code == 404
+
+    event_id, pdu = await _signed_from_template(api, template)
+    wrong_path = await api.client.put(
+        f"/_matrix/federation/v2/send_join/{room_id}/$other",
+        json=pdu,
+        headers={"X-Test-Origin": REMOTE},
+    )
+    assert wrong_path.status_code == 400
+    sent = await api.client.put(
+        f"/_matrix/federation/v2/send_join/{room_id}/{event_id}",
+        json=pdu,
+        headers={"X-Test-Origin": REMOTE},
+    )
+    assert sent.status_code == 200, sent.text
+    body = sent.json()
+    types = {p["type"] for p in body["state"]}
+    assert {"m.room.create", "m.room.power_levels", "m.room.join_rules"} <= types
+    assert ROB not in [p.get("state_key") for p in body["state"]]  # the state *before* it
+    assert {p["type"] for p in body["auth_chain"]} >= {"m.room.create"}
+    assert body["members_omitted"] is False and REMOTE in body["servers_in_room"]
+    assert (await api.env.state_ids())[("m.room.member", ROB)] == event_id
+    # v1 answers [200, {...}] (the event is known now: same answer)
+    again = await api.client.put(
+        f"/_matrix/federation/v1/send_join/{room_id}/{event_id}",
+        json=pdu,
+        headers={"X-Test-Origin": REMOTE},
+    )
+    assert again.status_code == 200 and again.json()[0] == 200
+
+    # and leaves again
+    resp = await api.get(f"/_matrix/federation/v1/make_leave/{room_id}/{ROB}")
+    assert resp.status_code == 200, resp.text
+    leave_id, leave = await _signed_from_template(api, resp.json()["event"])
+    left = await api.client.put(
+        f"/_matrix/federation/v2/send_leave/{room_id}/{leave_id}",
+        json=leave,
+        headers={"X-Test-Origin": REMOTE},
+    )
+    assert left.status_code == 200 and left.json() == {}
+    assert (await api.env.state_ids())[("m.room.member", ROB)] == leave_id
+
+
+async def test_send_join_refuses_other_events(api: Api) -> None:
+    room_id = api.env.room_id
+    resp = await api.get(f"/_matrix/federation/v1/make_join/{room_id}/{ROB}", ver="10")
+    template = resp.json()["event"]
+    template["content"] = {"membership": "leave"}
+    event_id, pdu = await _signed_from_template(api, template)
+    sent = await api.client.put(
+        f"/_matrix/federation/v2/send_join/{room_id}/{event_id}",
+        json=pdu,
+        headers={"X-Test-Origin": REMOTE},
+    )
+    assert sent.status_code == 400 and sent.json()["errcode"] == "M_BAD_JSON"
+    not_json = await api.client.put(
+        f"/_matrix/federation/v2/send_join/{room_id}/{event_id}",
+        content=b"[]",
+        headers={"X-Test-Origin": REMOTE},
+    )
+    assert not_json.status_code == 400
+    # an invite-only room: make_join says no, naming the rule
+    await api.env.rooms.send(
+        ALICE, room_id, "m.room.join_rules", {"join_rule": "invite"}, state_key=""
+    )
+    refused = await api.get(f"/_matrix/federation/v1/make_join/{room_id}/{ROB}", ver="10")
+    assert refused.status_code == 403 and "not_invited" in refused.json()["error"]
