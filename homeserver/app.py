@@ -649,6 +649,7 @@ def _room_directory_apis(
     the event creation path. ``creator`` must be the one the room service uses (its per-room
     locks serialise every write into a room)."""
     creator.add_state_check("m.room.canonical_alias", directory.check_canonical_alias)
+    directory.set_state_sender(creator)
     max_body = cfg.limits.max_request_body_bytes
     upgrades = RoomUpgradeService(stores.events, creator, directory)
     return {

@@ -23,6 +23,10 @@ addressed by opaque tokens holding the (members, room ID) key of the page's edge
 is stable while rooms come and go. Filters (``generic_search_term``, ``room_types``) are
 applied while scanning the ordered list in batches.
 
+Deleting an alias also takes it out of the room's ``m.room.canonical_alias`` (``alias`` and
+``alt_aliases``), sent as the deleting user, as Synapse does; if they may not send it, the
+alias is still deleted.
+
 Other servers' aliases and directories need federation queries: :class:`RemoteDirectory` is
 that port; without it a remote alias is not found and a remote directory is ``502``.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,7 +72,10 @@ __all__ = [
     "PublicRoomsQuery",
     "PublishedRoom",
     "RemoteDirectory",
+    "StateSender",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Spec (``room_state.yaml``): an alias in ``m.room.canonical_alias`` does not point to the room.
 BAD_ALIAS = "M_BAD_ALIAS"
@@ -77,6 +85,26 @@ _LISTED_JOIN_RULES = frozenset({"public", "knock", "knock_restricted"})
 _DEFAULT_LIMIT = 100
 _MAX_LIMIT = 500
 _MAX_BATCH = 200
+
+
+class StateSender(Protocol):
+    """Sends a state event as a user (the event creation path)."""
+
+    async def create_event(
+        self,
+        room_id: str,
+        *,
+        sender: str,
+        event_type: str,
+        content: Mapping[str, Any],
+        state_key: str | None = None,
+    ) -> object:
+        """Build, authorise and persist the event.
+
+        Raises:
+            MatrixError: refused (e.g. ``403`` by the auth rules).
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +261,12 @@ class DirectoryService:
         self._server_name = server_name
         self._config = config
         self._remote = remote
+        self._state_sender: StateSender | None = None
+
+    def set_state_sender(self, sender: StateSender) -> None:
+        """Send ``m.room.canonical_alias`` updates through ``sender`` (the event creation
+        path; wired once by the composition root, which builds it after this service)."""
+        self._state_sender = sender
 
     # --- aliases: the protocol the room service uses ----------------------------------------------
 
@@ -338,6 +372,37 @@ class DirectoryService:
             raise Forbidden("You don't have permission to delete the alias.")
         if not await self._aliases.delete_alias(alias):
             raise NotFound(f"Room alias {alias} not found.")
+        await self._drop_from_canonical_alias(requester.user_id, row.room_id, alias)
+
+    async def _drop_from_canonical_alias(self, sender: str, room_id: str, alias: str) -> None:
+        """Take a deleted ``alias`` out of the room's ``m.room.canonical_alias``, if it is
+        there; a refusal (the sender may not send it) leaves the event as it is."""
+        if self._state_sender is None:
+            return
+        current = await self._events.get_current_state_event(room_id, "m.room.canonical_alias", "")
+        if current is None:
+            return
+        content = dict(current.event.content)
+        changed = False
+        if content.get("alias") == alias:
+            del content["alias"]
+            changed = True
+        alt = content.get("alt_aliases")
+        if isinstance(alt, list) and alias in alt:
+            content["alt_aliases"] = [a for a in alt if a != alias]
+            changed = True
+        if not changed:
+            return
+        try:
+            await self._state_sender.create_event(
+                room_id,
+                sender=sender,
+                event_type="m.room.canonical_alias",
+                content=content,
+                state_key="",
+            )
+        except MatrixError as e:
+            logger.info("alias %s deleted but m.room.canonical_alias kept: %s", alias, e.msg)
 
     async def local_aliases(self, requester: Requester, room_id: str) -> list[str]:
         """``GET /rooms/{roomId}/aliases``: members, anyone when world-readable, server admins.

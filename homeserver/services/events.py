@@ -41,7 +41,7 @@ from federation.core.room_versions import RoomIdFormat, RoomVersion, get_room_ve
 from federation.core.signing import SigningKey
 from federation.core.stateres import resolve
 from homeserver.clock import Clock
-from homeserver.errors import BadJson, Codes, Forbidden, MatrixError, NotFound
+from homeserver.errors import BadJson, Codes, Forbidden, InvalidParam, MatrixError, NotFound
 from homeserver.services.notifier import Notifier
 from homeserver.storage.db import UniqueViolation
 from homeserver.storage.events import (
@@ -423,8 +423,12 @@ class EventCreationService:
         ``redact`` power level. Checked here for every room version: from v3 the auth rules
         leave it to the server, and v1-2's rule only compares domains."""
         target = (await self._events.get_events([redacts])).get(redacts)
-        if target is None or room_id_of(target.event) != room_id_of(event):
+        if target is None:
             raise NotFound("Event not found")
+        if room_id_of(target.event) != room_id_of(event):
+            # Synapse's answer (SyTest "PUT /redact disallows redaction of event in different
+            # room"); the ID is a hash the requester already holds, so this reveals nothing
+            raise InvalidParam("Cannot redact an event from a different room")
         if target.event.sender == event.sender:
             return
         if get_power_level(room_version, auth_state, event.sender) < get_named_level(

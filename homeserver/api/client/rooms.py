@@ -21,7 +21,7 @@ from quart import request
 from homeserver.api._http import JsonDict, read_json_body, route
 from homeserver.api.client._body import optional_json_body, optional_string, required_string
 from homeserver.api.raw import RawRequest
-from homeserver.errors import BadJson, Forbidden, InvalidParam
+from homeserver.errors import BadJson, Forbidden, InvalidParam, NotFound
 from homeserver.services.filtering import (
     RoomEventFilter,
     decode_filter_param,
@@ -269,11 +269,16 @@ class RoomsApi:
 
         Spec: #get_matrixclientv3roomsroomideventeventid. "Get a single event based on
         roomId/eventId. You must have permission to retrieve this event." An event history
-        visibility hides is ``404``, like an unknown one.
+        visibility hides is ``404``, like an unknown one, and so is any event of a room the
+        user may not read at all (as Synapse answers; SyTest "/event/ on non world readable
+        room does not work").
         """
         check_room_id(room_id)
         _check_event_id(event_id)
-        return await self._rooms.history.get_event(requester, room_id, event_id)
+        try:
+            return await self._rooms.history.get_event(requester, room_id, event_id)
+        except Forbidden:
+            raise NotFound("Event not found") from None
 
     # --- membership -----------------------------------------------------------------------------
 

@@ -1,0 +1,122 @@
+"""Room endpoints where the spec leaves the answer to the server and we follow Synapse (and
+SyTest): redactions across rooms, single events of unreadable rooms, deleted canonical
+aliases. Over real sockets, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.integration.conftest import RunningServer
+
+V3 = "/_matrix/client/v3"
+
+
+class User:
+    def __init__(self, server: RunningServer, login: dict[str, Any]) -> None:
+        self.user_id: str = login["user_id"]
+        self.client = server.client(headers={"Authorization": f"Bearer {login['access_token']}"})
+
+
+async def _user(server: RunningServer, name: str) -> User:
+    return User(server, await server.register(name))
+
+
+async def _room(c: httpx.AsyncClient, **body: Any) -> str:
+    r = await c.post(f"{V3}/createRoom", json=body)
+    assert r.status_code == 200, r.text
+    room_id: str = r.json()["room_id"]
+    return room_id
+
+
+async def _send(c: httpx.AsyncClient, room_id: str, body: str, txn: str) -> str:
+    r = await c.put(
+        f"{V3}/rooms/{room_id}/send/m.room.message/{txn}", json={"msgtype": "m.text", "body": body}
+    )
+    assert r.status_code == 200, r.text
+    event_id: str = r.json()["event_id"]
+    return event_id
+
+
+async def test_redaction_of_an_event_of_another_room_is_refused(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    async with alice.client as a, bob.client as b:
+        room1 = await _room(a)
+        room2 = await _room(b)
+        event_id = await _send(a, room1, "test", "t1")
+        r = await b.put(f"{V3}/rooms/{room2}/redact/{event_id}/r1", json={})
+        assert r.status_code == 400, r.text
+        assert r.json()["errcode"] == "M_INVALID_PARAM"
+        # nor by the event's own sender, through the wrong room
+        room3 = await _room(a)
+        r = await a.put(f"{V3}/rooms/{room3}/redact/{event_id}/r2", json={})
+        assert r.status_code == 400, r.text
+        # an unknown event is not found; the right room works
+        r = await a.put(f"{V3}/rooms/{room1}/redact/$unknown/r3", json={})
+        assert r.status_code == 404, r.text
+        r = await a.put(f"{V3}/rooms/{room1}/redact/{event_id}/r4", json={"reason": "x"})
+        assert r.status_code == 200, r.text
+        r = await a.get(f"{V3}/rooms/{room1}/event/{event_id}")
+        assert r.json()["content"] == {}
+
+
+async def test_event_of_a_room_one_cannot_read_is_not_found(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    async with alice.client as a, bob.client as b:
+        room_id = await _room(a, preset="private_chat")
+        event_id = await _send(a, room_id, "hello, world", "t1")
+        assert (await a.get(f"{V3}/rooms/{room_id}/event/{event_id}")).status_code == 200
+        for room in (room_id, "!unknown:test.local"):
+            r = await b.get(f"{V3}/rooms/{room}/event/{event_id}")
+            assert r.status_code == 404, r.text
+            assert r.json()["errcode"] == "M_NOT_FOUND"
+        # once the history is world readable, bob may read it
+        r = await a.put(
+            f"{V3}/rooms/{room_id}/state/m.room.history_visibility",
+            json={"history_visibility": "world_readable"},
+        )
+        assert r.status_code == 200
+        later = await _send(a, room_id, "public now", "t2")
+        assert (await b.get(f"{V3}/rooms/{room_id}/event/{later}")).status_code == 200
+
+
+async def test_deleting_an_alias_updates_the_canonical_alias(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    async with alice.client as a, bob.client as b:
+        room_id = await _room(a, preset="public_chat")
+        main, alt, other = "#main:test.local", "#alt:test.local", "#other:test.local"
+        for alias in (main, alt, other):
+            r = await a.put(
+                f"{V3}/directory/room/{alias.replace('#', '%23')}", json={"room_id": room_id}
+            )
+            assert r.status_code == 200, r.text
+        state = f"{V3}/rooms/{room_id}/state/m.room.canonical_alias"
+        r = await a.put(state, json={"alias": main, "alt_aliases": [alt, other]})
+        assert r.status_code == 200, r.text
+
+        assert (await a.delete(f"{V3}/directory/room/%23main:test.local")).status_code == 200
+        assert (await a.get(state)).json() == {"alt_aliases": [alt, other]}
+        assert (await a.delete(f"{V3}/directory/room/%23alt:test.local")).status_code == 200
+        assert (await a.get(state)).json() == {"alt_aliases": [other]}
+
+        # bob created an alias the event does not list: deleting it sends nothing
+        assert (await b.post(f"{V3}/rooms/{room_id}/join", json={})).status_code == 200
+        r = await b.put(f"{V3}/directory/room/%23bobs:test.local", json={"room_id": room_id})
+        assert r.status_code == 200, r.text
+        before = (await a.get(state, params={"format": "event"})).json()["event_id"]
+        assert (await b.delete(f"{V3}/directory/room/%23bobs:test.local")).status_code == 200
+        assert (await a.get(state, params={"format": "event"})).json()["event_id"] == before
+
+        # an alias bob created and alice listed: bob may delete it (its creator) but may not
+        # send the event (power level): the alias goes, the event stays
+        r = await b.put(f"{V3}/directory/room/%23bob2:test.local", json={"room_id": room_id})
+        assert r.status_code == 200
+        r = await a.put(state, json={"alt_aliases": [other, "#bob2:test.local"]})
+        assert r.status_code == 200, r.text
+        assert (await b.delete(f"{V3}/directory/room/%23bob2:test.local")).status_code == 200
+        assert (await a.get(f"{V3}/directory/room/%23bob2:test.local")).status_code == 404
+        assert (await a.get(state)).json() == {"alt_aliases": [other, "#bob2:test.local"]}
