@@ -3,8 +3,9 @@
 :meth:`UserDirectoryStore.search` searches every local user (``search_all_users``);
 :meth:`UserDirectoryStore.search_visible` only those a searcher may find (spec: "users who
 share a room with the requesting user" and users in public rooms): users joined to a room the
-searcher has joined, or to a room whose join rule is ``public`` or whose history visibility is
-``world_readable`` (what Synapse and SyTest count as public).
+searcher has joined (the searcher themself excepted), or to a room whose join rule is
+``public`` or whose history visibility is ``world_readable`` (what Synapse and SyTest count as
+public).
 
 Cost of the visible search: one read of the join rule and history visibility of every room
 (their current state events), one of the searcher's rooms, then the matching users in chunks
@@ -159,7 +160,8 @@ class UserDirectoryStore:
         self, searcher: str, term: str, *, limit: int
     ) -> tuple[list[DirectoryEntry], bool]:
         """Like :meth:`search`, but only users who share a joined room with ``searcher`` or
-        have joined a public room (join rule ``public`` or history ``world_readable``).
+        have joined a public room (join rule ``public`` or history ``world_readable``). The
+        searcher finds themself only through a public room, as on Synapse.
 
         Returns:
             At most ``limit`` entries ordered by user ID, and whether more matched.
@@ -167,14 +169,16 @@ class UserDirectoryStore:
         pattern = like_pattern(term)
 
         async def work(conn: Conn) -> list[DirectoryEntry]:
-            visible = {
+            public = {
                 str(room_id)
                 for room_id, event_type, event_json in await conn.fetch_all(_PUBLICITY)
                 if _is_public(str(event_type), str(event_json))
             }
-            visible.update(
+            # the searcher's own rooms show the others in them (the searcher shares no room
+            # with themself: they are found through public rooms only, as on Synapse)
+            shared = public | {
                 str(r) for (r,) in await conn.fetch_all(_JOINED_ROOMS, {"user_id": searcher})
-            )
+            }
             found: list[DirectoryEntry] = []
             after = ""
             while len(found) <= limit:
@@ -189,7 +193,7 @@ class UserDirectoryStore:
                     for user_id, room_id in await conn.fetch_all(
                         _JOINED_IN_RANGE, {"first": first, "last": last}
                     )
-                    if str(room_id) in visible
+                    if str(room_id) in (public if user_id == searcher else shared)
                 }
                 found.extend(
                     DirectoryEntry(str(u), _string(d), _string(a))
