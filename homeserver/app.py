@@ -165,7 +165,8 @@ def _log_request_failure(request_id: str, exc: BaseException) -> None:
 def _apis_for(resources: tuple[str, ...], apis: dict[str, list[object]]) -> list[object]:
     out: list[object] = []
     for r in resources:
-        out.extend(apis.get(r, []))
+        # an API object may serve two resources (OpenID userinfo): routed once per listener
+        out.extend(api for api in apis.get(r, []) if not any(api is o for o in out))
     return out
 
 
@@ -355,6 +356,9 @@ def _account_surface(
         stores.account_data, notifier, on_global_change=on_global_account_data
     )
     openid = OpenIdService(stores.openid, clock, cfg.server_name)
+    # OpenID userinfo is on client listeners too (Synapse's "openid" resource goes with
+    # "client"): what the user handed the token to may only know the client URL
+    userinfo = FederationOpenIdApi(openid)
     profile = ProfileService(stores.users, stores.profiles, cfg.server_name)
     apis: dict[str, list[object]] = {
         "client": [
@@ -368,6 +372,7 @@ def _account_surface(
                 threepid_changes=cfg.otp.enabled,
             ),
             OpenIdApi(openid),
+            userinfo,
             UserDirectoryApi(
                 UserDirectoryService(
                     stores.user_directory,
@@ -375,7 +380,7 @@ def _account_surface(
                 )
             ),
         ],
-        "federation": [FederationOpenIdApi(openid)],
+        "federation": [userinfo],
     }
     return _AccountSurface(profile, apis)
 

@@ -51,9 +51,13 @@ async def test_openid_token_roundtrip(hs: Harness) -> None:
     # the OpenID token is not an access token
     r = await c.get("/_matrix/client/v3/capabilities", headers=hs.auth(token["access_token"]))
     assert r.status_code == 401
-    for params in ({"access_token": "wrong"}, {}):
+    for params, errcode in (
+        ({"access_token": "wrong"}, "M_UNKNOWN_TOKEN"),
+        ({"access_token": ""}, "M_UNKNOWN_TOKEN"),
+        ({}, "M_MISSING_TOKEN"),
+    ):
         r = await c.get(info, params=params)
-        assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+        assert (r.status_code, r.json()["errcode"]) == (401, errcode)
     # expired after an hour
     hs.clock.advance(3600)
     r = await c.get(info, params={"access_token": token["access_token"]})
