@@ -825,10 +825,11 @@ async def _run_federation_keys(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Nothing runs in the background; closes the key ring's client when cancelled."""
+    """The key ring's fetches, until cancelled; then closes its client."""
     try:
-        task_status.started()
-        await trio.sleep_forever()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(federation_keys.keys.run)
+            task_status.started()
     finally:
         with trio.CancelScope(shield=True):
             await federation_keys.transport.aclose()

@@ -17,10 +17,11 @@ checked with the keys configured for it, or else with the notary's own keys (fet
 notary directly). Validity: a current key counts as valid until the response's
 ``valid_until_ts`` capped to 7 days after it was fetched; an old key until its ``expired_ts``.
 
-Single flight: however many requests need a server's keys at the same moment, one fetch runs;
-the others wait for it and then read what it stored. The map of in-flight fetches is the only
-in-memory state: owned by this process, it holds nothing between fetches (the cache is the
-database).
+Single flight: however many requests need a server's keys at the same moment, one fetch runs
+(in the nursery of :meth:`ServerKeys.run`, so that the first requester going away does not
+cancel it for the others); the others wait for it and then read what it stored. The map of
+in-flight fetches is the only in-memory state: owned by this process, it holds nothing between
+fetches (the cache is the database).
 
 As a notary we answer from the database, fetching from the origin (directly, never through our
 own notaries) when what we have is not valid until the asker's ``minimum_valid_until_ts``; we
@@ -161,10 +162,26 @@ class ServerKeys:
         self._validity_ms = key_validity_period_ms
         self._policy = policy or ServerPolicy()
         self._in_flight: dict[str, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
 
     @property
     def server_name(self) -> str:
         return self._server_name
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the nursery fetches run in, until cancelled.
+
+        A fetch then outlives the request that started it, which others may be waiting for
+        (a client that goes away cancels only its own wait). Without :meth:`run` a fetch runs
+        in the task of the first request that needs it.
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
 
     def set_fetcher(self, fetcher: ServerKeyFetcher) -> None:
         """Connect the outbound client (built after this service in the composition root)."""
@@ -301,15 +318,32 @@ class ServerKeys:
         """Fetch ``server_name``'s keys unless a fetch is already running (then wait for it)
         or the cache now has what ``satisfied`` wants."""
         running = self._in_flight.get(server_name)
-        if running is not None:
-            await running.wait()
-            return
-        done = self._in_flight[server_name] = trio.Event()
+        if running is None:
+            running = self._in_flight[server_name] = trio.Event()
+            lead = partial(
+                self._lead, server_name, running, key_ids, at_ts, use_notaries, satisfied
+            )
+            if self._nursery is None:
+                await lead()
+                return
+            self._nursery.start_soon(lead)
+        await running.wait()
+
+    async def _lead(
+        self,
+        server_name: str,
+        done: trio.Event,
+        key_ids: Collection[str],
+        at_ts: int,
+        use_notaries: bool,
+        satisfied: Callable[[], Awaitable[bool]],
+    ) -> None:
         try:
             # A fetch may have finished between the caller's read of the cache and now.
-            if await satisfied():
-                return
-            await self._fetch(server_name, key_ids, at_ts, use_notaries=use_notaries)
+            if not await satisfied():
+                await self._fetch(server_name, key_ids, at_ts, use_notaries=use_notaries)
+        except Exception:  # the database failed: the waiters find no new keys
+            logger.exception("fetching the keys of %s failed", server_name)
         finally:
             del self._in_flight[server_name]
             done.set()

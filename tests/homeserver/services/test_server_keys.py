@@ -407,3 +407,42 @@ def test_server_policy(server: str, allowed: bool) -> None:
     )
     assert policy.allows(server) is allowed
     assert ServerPolicy().allows(server)
+
+
+async def test_fetch_outlives_a_cancelled_first_requester(ring, fetcher, clock, nursery):
+    await nursery.start(ring.run)
+    key = SigningKey.generate("k1")
+    fetcher.origins[REMOTE] = make_key_response(REMOTE, key, valid_until_ts=clock.time_ms() + DAY)
+    fetcher.gate = trio.Event()
+    results = []
+    impatient = trio.CancelScope()
+
+    async def ask() -> None:
+        results.append(await ring.verify_keys(REMOTE, [key.key_id], at_ts=clock.time_ms()))
+
+    async def ask_then_give_up() -> None:
+        with impatient:
+            await ask()
+
+    async with trio.open_nursery() as requests:
+        requests.start_soon(ask_then_give_up)  # the first: it starts the fetch
+        await trio.testing.wait_all_tasks_blocked()
+        requests.start_soon(ask)
+        await trio.testing.wait_all_tasks_blocked()
+        impatient.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        fetcher.gate.set()
+    assert fetcher.calls == [("origin", REMOTE)]
+    assert results == [{key.key_id: key.verify_key}]
+
+
+async def test_a_failing_store_leaves_waiters_without_keys(db, fetcher, clock, our_key, nursery):
+    class BrokenStore(ServerKeyStore):
+        async def store_keys(self, rows):
+            raise RuntimeError("disk full")
+
+    ring = ServerKeys(BrokenStore(db), fetcher, clock, server_name=OURS, signing_key=our_key)
+    await nursery.start(ring.run)
+    key = SigningKey.generate("k1")
+    fetcher.origins[REMOTE] = make_key_response(REMOTE, key, valid_until_ts=clock.time_ms() + DAY)
+    assert await ring.verify_keys(REMOTE, [key.key_id], at_ts=clock.time_ms()) == {}
