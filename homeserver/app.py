@@ -67,8 +67,9 @@ from homeserver.api.client.versions import VersionsApi
 from homeserver.api.client.well_known import WellKnownApi  # registration lock (issue 5)
 from homeserver.api.federation._auth import FederationAuthenticator  # federation: keys
 from homeserver.api.federation.keys import ServerKeysApi  # federation: keys
-from homeserver.api.federation.openid import FederationOpenIdApi
 from homeserver.api.federation.memberships import MembershipsApi  # federation: inbound
+from homeserver.api.federation.openid import FederationOpenIdApi
+from homeserver.api.federation.query import FederationQueryApi
 from homeserver.api.federation.room_graph import RoomGraphApi  # federation: inbound
 from homeserver.api.federation.transactions import TransactionsApi  # federation: inbound
 from homeserver.api.federation.version import FederationVersionApi  # federation: keys
@@ -1031,6 +1032,13 @@ async def serve_homeserver(
                 *account_surface.apis["federation"],
                 *federation_keys.apis,  # federation: keys, request authentication
                 *federation_inbound.apis,  # federation: inbound transactions, room graph
+                FederationQueryApi(  # federation: profile, alias and room directory queries
+                    account_surface.profile,
+                    directory,
+                    federation_keys.auth.authenticate,
+                    server_name=cfg.server_name,
+                    max_body_bytes=cfg.limits.max_request_body_bytes,
+                ),
             ],
             "media": [*media.apis],  # media (issue 9)
             "health": [HealthApi(health)],

@@ -47,7 +47,7 @@ def chunk_json(room: PublishedRoom) -> JsonDict:
     return out
 
 
-def _page_json(page: PublicRoomsPage) -> JsonDict:
+def page_json(page: PublicRoomsPage) -> JsonDict:
     out: JsonDict = {"chunk": [chunk_json(r) for r in page.chunk]}
     if page.next_batch is not None:
         out["next_batch"] = page.next_batch
@@ -215,7 +215,7 @@ class DirectoryApi:
         query = PublicRoomsQuery(
             limit=limit, since=request.args.get("since"), server=request.args.get("server")
         )
-        return _page_json(await self._directory.public_rooms(query))
+        return page_json(await self._directory.public_rooms(query))
 
     @route("POST", f"{_PREFIX}/publicRooms", auth="user")
     async def post_public_rooms(self, requester: Requester) -> JsonDict:
@@ -227,4 +227,4 @@ class DirectoryApi:
         """
         body = await optional_json_body(self._max_body)
         query = parse_public_rooms_body(body, request.args.get("server"))
-        return _page_json(await self._directory.public_rooms(query))
+        return page_json(await self._directory.public_rooms(query))

@@ -85,3 +85,33 @@ async def test_keys_and_signed_requests_both_ways(
     async with httpx.AsyncClient(base_url=peer.federation_url, verify=ours.ssl_context()) as c:
         r = await c.get(target, headers={"Authorization": header})
     assert r.status_code == 401, r.text
+
+    # Synapse asks us: a Synapse user looks up our user's profile and alias. Synapse signs the
+    # requests; we fetch its key and check them.
+    async with ours.client() as c:
+        r = await c.post(
+            "/_matrix/client/v3/register",
+            json={
+                "username": "alice",
+                "password": "correct horse",
+                "auth": {"type": "m.login.dummy"},
+            },
+        )
+        alice = r.json()
+        c.headers["Authorization"] = f"Bearer {alice['access_token']}"
+        r = await c.put(
+            f"/_matrix/client/v3/profile/{quote(alice['user_id'])}/displayname",
+            json={"displayname": "Alice here"},
+        )
+        assert r.status_code == 200
+        r = await c.post("/_matrix/client/v3/createRoom", json={"room_alias_name": "hall"})
+        room_id = r.json()["room_id"]
+    async with peer.client(headers={"Authorization": f"Bearer {bob['access_token']}"}) as c:
+        r = await c.get(f"/_matrix/client/v3/profile/{quote(alice['user_id'])}")
+        assert r.status_code == 200, r.text + peer.log[-2000:]
+        assert r.json()["displayname"] == "Alice here"
+        alias = f"#hall:{ours.server_name}"
+        r = await c.get(f"/_matrix/client/v3/directory/room/{quote(alias)}")
+        assert r.status_code == 200, r.text
+        assert r.json()["room_id"] == room_id
+        assert r.json()["servers"] == [ours.server_name]
