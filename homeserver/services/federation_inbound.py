@@ -27,6 +27,10 @@ Each PDU goes through the spec's checks, in order (:meth:`FederationInbound.hand
     stored in the timeline: new forward extremity, current state (resolved over the extremities
     when they fork), then the notifier and ``room_written_elsewhere`` so local sends re-read the tip
 
+Dropped PDUs get an ``error`` entry in the transaction's answer; rejected and soft-failed ones
+are stored and answered ``{}``, as Synapse does (the sending server did its part, and a retry
+would change nothing).
+
 Steps 4-6 and the write happen under the room's lock of :class:`EventCreationService` (the same
 lock local sends take), so the state read and the write see no other write into the room;
 network fetches happen before it.
@@ -81,6 +85,9 @@ __all__ = [
     "MAX_PDUS",
     "EduHandler",
     "EduRegistry",
+    "EventNotAccepted",
+    "EventRejected",
+    "EventSoftFailed",
     "FederationInbound",
     "KeyRing",
     "NoRemoteRoomGraph",
@@ -178,7 +185,20 @@ class EduRegistry:
 
 
 class PduError(Exception):
-    """A PDU was not accepted; the message goes into the transaction's answer."""
+    """A PDU was dropped (not stored); the message goes into the transaction's answer."""
+
+
+class EventNotAccepted(PduError):
+    """A PDU was stored but rejected or soft-failed. Like Synapse, a transaction answers
+    ``{}`` for it: the sender handled its part, and sending it again changes nothing."""
+
+
+class EventRejected(EventNotAccepted):
+    """The event failed the auth rules: stored as rejected."""
+
+
+class EventSoftFailed(EventNotAccepted):
+    """The event failed the auth rules against the current state: stored soft-failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +304,9 @@ class FederationInbound:
                 continue
             try:
                 await self.handle_pdu(origin, version, pdu)
+            except EventNotAccepted as e:
+                logger.info("PDU %s from %s stored, not accepted: %s", event_id, origin, e)
+                out[event_id] = {}
             except PduError as e:
                 out[event_id] = {"error": str(e)}
             except Exception:
@@ -327,8 +350,9 @@ class FederationInbound:
             The event ID (of the event accepted now or before).
 
         Raises:
-            PduError: dropped (format, signatures, ACL), rejected or soft-failed; stored in
-                the last two cases.
+            PduError: dropped (format, signatures, ACL, unreachable state).
+            EventRejected: stored as rejected.
+            EventSoftFailed: stored soft-failed.
         """
         room_id = str(pdu.get("room_id"))
         if not await self.server_allowed(room_id, origin):
@@ -341,7 +365,7 @@ class FederationInbound:
         if known is not None and (await self._fed.soft_failed([event.event_id])):
             return event.event_id
         if known is not None and known.rejected_reason is not None:
-            raise PduError(f"Event was rejected: {known.rejected_reason}")
+            raise EventRejected(f"Event was rejected: {known.rejected_reason}")
         gap_states = await self._fill_prev_events(origin, version, event, fetch=fetch)
         auth_by_id = await self._auth_events(origin, version, event)
         await self._check_and_store(event, auth_by_id, gap_states)
@@ -535,7 +559,7 @@ class FederationInbound:
                     )
                 )
                 self._creator.room_written_elsewhere(room_id)
-                raise PduError(f"Event rejected by the auth rules ({reason})")
+                raise EventRejected(f"Event rejected by the auth rules ({reason})")
             extremities = await self._events.get_forward_extremities(room_id)
             prevs = set(event.prev_event_ids)
             if {e.event_id for e in extremities} != prevs:
@@ -567,7 +591,7 @@ class FederationInbound:
             )
             self._creator.room_written_elsewhere(room_id)
         if kind == "soft_failed":
-            raise PduError(f"Event soft-failed ({reason})")
+            raise EventSoftFailed(f"Event soft-failed ({reason})")
         if stored is not None:
             key = event.state_key
             concerned = [key] if event.type == "m.room.member" and key else []

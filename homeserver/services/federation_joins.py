@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from federation.core.auth_rules import auth_types_for_event, check_auth_rules
-from federation.core.builder import MAX_PREV_EVENTS
-from federation.core.errors import AuthError
+from federation.core.builder import MAX_PREV_EVENTS, check_event_format
+from federation.core.errors import AuthError, EventFormatError
 from federation.core.events import Event
 from federation.core.ids import parse_user_id
 from federation.core.power_levels import CREATE_KEY
@@ -190,6 +190,10 @@ class FederationMemberships:
             raise Forbidden(f"{sender} is not a user of {origin}")
         if version.event_id_format is EventIdFormat.V1_ORIGIN and pdu.get("event_id") != event_id:
             raise BadJson("The event ID does not match the path")
+        try:
+            check_event_format(version, pdu)
+        except EventFormatError as e:
+            raise BadJson(f"Invalid event: {e}") from None
         servers_before = await self._servers_in_room(room_id)
         try:
             accepted_id = await self._inbound.handle_pdu(origin, version, pdu)

@@ -174,7 +174,7 @@ async def test_rejected_events_are_not_served(api: Api) -> None:
     # a message by someone never joined: rejected
     bad = await env.remote_event("m.room.message", {"body": "x"}, sender="@eve:remote.test")
     resp = await api.send("bad", {"pdus": [bad.pdu]})
-    assert "error" in resp.json()["pdus"][bad.event_id]
+    assert resp.json()["pdus"][bad.event_id] == {}
     assert (await api.get(f"/_matrix/federation/v1/event/{bad.event_id}")).status_code == 404
     resp = await api.get(f"/_matrix/federation/v1/state_ids/{env.room_id}", event_id=bad.event_id)
     assert resp.status_code == 404
@@ -320,3 +320,19 @@ async def test_send_join_refuses_other_events(api: Api) -> None:
     )
     refused = await api.get(f"/_matrix/federation/v1/make_join/{room_id}/{ROB}", ver="10")
     assert refused.status_code == 403 and "not_invited" in refused.json()["error"]
+
+
+async def test_send_join_with_a_float_is_bad_json(api: Api) -> None:
+    room_id = api.env.room_id
+    resp = await api.get(f"/_matrix/federation/v1/make_join/{room_id}/{ROB}", ver="10")
+    template = resp.json()["event"]
+    template["content"]["bad_val"] = 1.1
+    pdu = dict(template)
+    pdu["hashes"] = {"sha256": "x"}
+    pdu["signatures"] = {}
+    sent = await api.client.put(
+        f"/_matrix/federation/v2/send_join/{room_id}/$whatever",
+        json=pdu,
+        headers={"X-Test-Origin": REMOTE},
+    )
+    assert sent.status_code == 400 and sent.json()["errcode"] == "M_BAD_JSON", sent.text
