@@ -430,6 +430,7 @@ def _rooms(
         server_name=cfg.server_name,
         default_room_version=cfg.default_room_version,
         aliases=aliases,
+        users=stores.users,
     )
     relations = RelationsService(stores.relations, stores.events, rooms.history, visibility, clock)
     rooms.history.use_unsigned_source(relations)

@@ -29,6 +29,7 @@ from homeserver.services.requester import Requester
 from homeserver.services.room_history import RoomHistory
 from homeserver.services.visibility import HistoryVisibility
 from homeserver.storage.events import EventStore, StoredEvent, TxnKey
+from homeserver.storage.users import UserStore
 
 __all__ = [
     "CreateRoomRequest",
@@ -116,6 +117,8 @@ class RoomService:
         default_room_version: ``config.default_room_version``.
         aliases: the room directory's aliases (``room_alias_name``, joins by alias,
             ``visibility: public``); without it those answer ``M_UNRECOGNIZED``/``M_NOT_FOUND``.
+        users: the accounts, to tell guests (who leave a room when its ``m.room.guest_access``
+            stops being ``can_join``); without it guests are not made to leave.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class RoomService:
         server_name: str,
         default_room_version: str,
         aliases: RoomAliases | None = None,
+        users: UserStore | None = None,
     ) -> None:
         self._events = events
         self._creator = creator
@@ -136,6 +140,7 @@ class RoomService:
         self._server_name = server_name
         self._default_version = default_room_version
         self._aliases = aliases
+        self._users = users
         self.history = RoomHistory(events, visibility, clock)
         """The reads (state, members, history), each through the history-visibility rule."""
 
@@ -306,6 +311,8 @@ class RoomService:
                 here), ``M_UNABLE_TO_GRANT_JOIN`` (no local user may authorise the join).
         """
         room_id = await self.resolve_room(room_id_or_alias)
+        if requester.is_guest and not await self._guests_may_join(room_id):
+            raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
         content: dict[str, Any] = {
             k: v for k, v in (extra_content or {}).items() if k not in _SERVER_MEMBER_KEYS
         }
@@ -319,6 +326,30 @@ class RoomService:
             requester.user_id, room_id, requester.user_id, content, action="join"
         )
         return room_id
+
+    async def _guests_may_join(self, room_id: str) -> bool:
+        """Spec: client-server › Guest access: guests may join a room whose
+        ``m.room.guest_access`` is ``can_join``."""
+        event = await self._events.get_current_state_event(room_id, "m.room.guest_access", "")
+        return event is not None and event.event.content.get("guest_access") == "can_join"
+
+    async def _guests_leave(self, room_id: str) -> None:
+        """Guest access was revoked: every joined guest leaves (sent as the guest, as Synapse
+        does: no one else may need the power to kick). A refusal is skipped."""
+        if self._users is None or await self._guests_may_join(room_id):
+            return
+        for user_id, membership, _ in await self._events.get_members(room_id):
+            if membership != "join" or not user_id.endswith(":" + self._server_name):
+                continue
+            account = await self._users.get_user(user_id)
+            if account is None or not account.is_guest:
+                continue
+            try:
+                await self._change_membership(
+                    user_id, room_id, user_id, {"membership": "leave"}, action="leave"
+                )
+            except MatrixError:
+                continue
 
     async def _restricted_join_authoriser(self, room_id: str, user_id: str) -> str | None:
         """Spec: client-server › Restricted rooms; server-server › Restricted rooms."""
@@ -550,7 +581,7 @@ class RoomService:
             device = requester.device_id or ""
             txn = TxnKey(requester.user_id, device, room_id, txn_id)
         try:
-            return await self._creator.create_event(
+            sent = await self._creator.create_event(
                 room_id,
                 sender=requester.user_id,
                 event_type=event_type,
@@ -561,6 +592,9 @@ class RoomService:
         except NotFound:
             # the only NotFound of a send is an unknown room: do not reveal whether it exists
             raise Forbidden("You are not in this room") from None
+        if event_type == "m.room.guest_access" and state_key == "":
+            await self._guests_leave(room_id)
+        return sent
 
     async def redact(
         self,

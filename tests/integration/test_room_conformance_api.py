@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.integration.conftest import RunningServer
+from tests.integration.conftest import RunningServer, ServerFactory
 
 V3 = "/_matrix/client/v3"
 
@@ -120,3 +120,35 @@ async def test_deleting_an_alias_updates_the_canonical_alias(server: RunningServ
         assert (await b.delete(f"{V3}/directory/room/%23bob2:test.local")).status_code == 200
         assert (await a.get(f"{V3}/directory/room/%23bob2:test.local")).status_code == 404
         assert (await a.get(state)).json() == {"alt_aliases": [other, "#bob2:test.local"]}
+
+
+async def test_guests_need_guest_access_and_leave_when_it_is_revoked(
+    homeserver_factory: ServerFactory,
+) -> None:
+    srv = await homeserver_factory(registration={"allow_guests": True})
+    alice = await _user(srv, "alice")
+    bob = await _user(srv, "bob")
+    async with srv.client() as c:
+        r = await c.post(f"{V3}/register", params={"kind": "guest"}, json={})
+        assert r.status_code == 200, r.text
+    guest = User(srv, r.json())
+    async with alice.client as a, bob.client as b, guest.client as g:
+        room_id = await _room(a, preset="public_chat")
+        member = f"{V3}/rooms/{room_id}/state/m.room.member/{guest.user_id}"
+        # a public room without guest access: guests may not join
+        r = await g.post(f"{V3}/rooms/{room_id}/join", json={})
+        assert r.status_code == 403 and r.json()["errcode"] == "M_GUEST_ACCESS_FORBIDDEN"
+        guest_access = f"{V3}/rooms/{room_id}/state/m.room.guest_access"
+        assert (await a.put(guest_access, json={"guest_access": "can_join"})).status_code == 200
+        assert (await g.post(f"{V3}/join/{room_id}", json={})).status_code == 200
+        assert (await b.post(f"{V3}/rooms/{room_id}/join", json={})).status_code == 200
+        assert (await a.get(member)).json()["membership"] == "join"
+        # revoked: the guest leaves (as themself); bob, a full account, stays
+        assert (await a.put(guest_access, json={"guest_access": "forbidden"})).status_code == 200
+        event = (await a.get(member, params={"format": "event"})).json()
+        assert event["content"]["membership"] == "leave"
+        assert event["sender"] == guest.user_id
+        bob_member = f"{V3}/rooms/{room_id}/state/m.room.member/{bob.user_id}"
+        assert (await a.get(bob_member)).json()["membership"] == "join"
+        r = await g.post(f"{V3}/rooms/{room_id}/join", json={})
+        assert r.status_code == 403 and r.json()["errcode"] == "M_GUEST_ACCESS_FORBIDDEN"
