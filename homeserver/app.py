@@ -100,6 +100,7 @@ from homeserver.services.federation_remote_graph import ClientRoomGraph  # feder
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.filters import FilterService  # sync and filters (issue 7)
 from homeserver.services.health import HealthService
+from homeserver.services.ignored_users import IgnoredUsers
 from homeserver.services.key_backup import KeyBackupService  # e2ee (issue 8)
 from homeserver.services.keys import KeyService  # e2ee (issue 8)
 from homeserver.services.media import MediaService  # media (issue 9)
@@ -579,6 +580,7 @@ def _sync_endpoint(
         e2ee=e2ee,
         counts=counts,
         unsigned=rooms.relations,  # bundled aggregations, redacted_because
+        ignored=live.ignored,
     )
     return SyncEndpoint(sync, FilterService(stores.filters))
 
@@ -603,6 +605,13 @@ class _LiveLayer:
     receipts: ReceiptsService
     presence: PresenceService
     apis: list[object]
+    #: who each user ignores (``/sync`` timelines and invites)
+    ignored: IgnoredUsers
+
+    def global_account_data_changed(self, user_id: str, data_type: str) -> None:
+        """After a global account data write: last-seen privacy, ignored users."""
+        self.presence.on_account_data_changed(user_id, data_type)
+        self.ignored.account_data_changed(user_id, data_type)
 
 
 def _live_layer(cfg: Config, stores: Stores, clock: Clock, notifier: Notifier) -> _LiveLayer:
@@ -618,7 +627,7 @@ def _live_layer(cfg: Config, stores: Stores, clock: Clock, notifier: Notifier) -
         ReceiptsApi(receipts, max_body),
         PresenceApi(presence, max_body),
     ]
-    return _LiveLayer(typing, receipts, presence, apis)
+    return _LiveLayer(typing, receipts, presence, apis, IgnoredUsers(stores.account_data))
 
 
 async def _run_live_layer(
@@ -970,7 +979,7 @@ async def serve_homeserver(
             clock,
             accounts.uia,
             notifier,
-            on_global_account_data=live.presence.on_account_data_changed,
+            on_global_account_data=live.global_account_data_changed,
         )
         directory = _room_directory(cfg, stores, clock)  # room directory (issue 6)
         rooms = _rooms(cfg, stores, clock, signing_key, notifier, aliases=directory)

@@ -15,6 +15,12 @@ the range (a range scan of the stream joined to one membership row per event), t
 room one unit of work for its timeline window and state. Rooms that did not change cost one
 entry in an in-memory set (the user's joined rooms, read once per request).
 
+In-memory state, all of it caches owned by this process: the rooms each user was joined to at
+its last sync (where to listen first), room windows shared at the newest position, the to-device
+position each device acknowledged, and per device the member events lazy-loading already sent
+(:class:`_LazyMembers`; an initial sync clears a device's record, losing an entry only makes a
+member event be sent again).
+
 History visibility, typing, receipts, presence and the E2EE parts are optional collaborators, so
 each can be built and tested on its own; :mod:`homeserver.app` wires all of them.
 """
@@ -33,6 +39,7 @@ from homeserver.clock import Clock
 from homeserver.errors import InvalidParam
 from homeserver.services.events import client_event
 from homeserver.services.filtering import RoomEventFilter, SyncFilter
+from homeserver.services.ignored_users import IgnoredUsers
 from homeserver.services.notification_counts import NotificationCounts
 from homeserver.services.notifier import InProcessNotifier
 from homeserver.services.push_rules import default_push_rules_event
@@ -61,12 +68,16 @@ STRIPPED_STATE_TYPES = (
     "m.room.guest_access",
     "m.room.history_visibility",
 )
-#: How many extra windows to read when a filter drops timeline events.
-_MAX_REFILLS = 3
+#: How many extra windows (each twice the last) to read when a filter drops timeline events.
+_MAX_REFILLS = 8
 #: Users whose joined rooms are remembered between syncs (emptied when full).
 _JOINED_CACHE_SIZE = 100_000
 #: Room windows shared between the syncs woken by one event, at most.
 _WINDOW_CACHE_SIZE = 10_000
+#: Devices whose lazy-loaded member events are remembered (emptied when full).
+_LAZY_MEMBER_DEVICES = 10_000
+#: Member events remembered per device (the least recently sent go first).
+_LAZY_MEMBERS_PER_DEVICE = 1_000
 #: Streams whose positions live in memory and restart from 0 (not checked for "future" tokens).
 _EPHEMERAL_STREAMS = frozenset({StreamName.TYPING})
 
@@ -212,6 +223,49 @@ class _Response:
         return body
 
 
+class _LazyMemberRecord:
+    """The member events one device was sent under lazy-loading: user ID → event ID, the
+    most recently sent last, at most :data:`_LAZY_MEMBERS_PER_DEVICE`."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, str] = {}
+
+    def get(self, user_id: str) -> str | None:
+        return self._sent.get(user_id)
+
+    def put(self, user_id: str, event_id: str) -> None:
+        self._sent.pop(user_id, None)
+        self._sent[user_id] = event_id
+        if len(self._sent) > _LAZY_MEMBERS_PER_DEVICE:
+            del self._sent[next(iter(self._sent))]
+
+    def clear(self) -> None:
+        self._sent.clear()
+
+
+class _LazyMembers:
+    """Which member events each device was already sent (lazy-loading without
+    ``include_redundant_members``).
+
+    A cache owned by this process, like Synapse's: an initial sync of the device clears its
+    record, each sync adds what it sent. Losing an entry (eviction, restart) only means a member
+    event is sent once more, which clients handle (it is what ``include_redundant_members``
+    asks for); it never means one is missing.
+    """
+
+    def __init__(self) -> None:
+        self._devices: dict[tuple[str, str], _LazyMemberRecord] = {}
+
+    def for_device(self, user_id: str, device_id: str) -> _LazyMemberRecord:
+        key = (user_id, device_id)
+        record = self._devices.get(key)
+        if record is None:
+            if len(self._devices) >= _LAZY_MEMBER_DEVICES:
+                self._devices.clear()
+            record = self._devices[key] = _LazyMemberRecord()
+        return record
+
+
 # --- the service --------------------------------------------------------------------------------
 
 
@@ -225,7 +279,7 @@ class SyncService:
         streams: committed stream positions.
         notifier: where long-polls wait.
         clock: for ``unsigned.age``.
-        visibility, typing, receipts, presence, e2ee: optional collaborators.
+        visibility, typing, receipts, presence, e2ee, counts, ignored: optional collaborators.
         max_timeout_ms: the longest a long-poll is held, whatever the client asks.
     """
 
@@ -245,6 +299,7 @@ class SyncService:
         e2ee: E2eeSource | None = None,
         counts: NotificationCounts | None = None,
         unsigned: UnsignedSource | None = None,
+        ignored: IgnoredUsers | None = None,
         max_timeout_ms: int = 300_000,
     ) -> None:
         self._store = store
@@ -260,6 +315,8 @@ class SyncService:
         self._e2ee = e2ee
         self._counts = counts
         self._unsigned = unsigned
+        self._ignored = ignored
+        self._lazy_members = _LazyMembers()
         self._max_timeout_ms = max_timeout_ms
         #: the rooms each syncing user was joined to at its last sync (where to listen first)
         self._joined_cache: dict[str, frozenset[str]] = {}
@@ -346,6 +403,9 @@ class SyncService:
     ) -> _Response:
         since = req.since
         response = _Response(next_batch=now)
+        ignored = (
+            frozenset() if self._ignored is None else await self._ignored.ignored_by(req.user_id)
+        )
         joined = set(memberships.rooms("join"))
         events_since = None if since is None else since.get(StreamName.EVENTS)
         events_now = now.get(StreamName.EVENTS)
@@ -369,12 +429,20 @@ class SyncService:
             assert events_since is not None
             if events_since < events_now:
                 response.memberships_moved = bool(snapshot.changes)
+                # a room is newly joined when the user was not joined at ``since``, or left
+                # and came back within the range; a join-to-join change (display name,
+                # avatar) is an ordinary state change of a room the client already has
+                broken = {c.room_id for c in snapshot.changes if c.membership != "join"}
                 for change in snapshot.changes:
                     current = memberships.current.get(change.room_id)
                     if current is None:
                         continue
                     if change.membership == "join" and current.membership == "join":
-                        full_rooms.add(change.room_id)
+                        if (
+                            change.room_id not in snapshot.joined_at_since
+                            or change.room_id in broken
+                        ):
+                            full_rooms.add(change.room_id)
                     elif current.membership in ("leave", "ban") and change.membership in (
                         "leave",
                         "ban",
@@ -408,6 +476,7 @@ class SyncService:
                 since=since,
                 now=now,
                 joined_at=memberships.current[room_id].stream_ordering,
+                ignored=ignored,
             )
             eph = [e for e in ephemeral.get(room_id, []) if room_filter.ephemeral.matches(e)]
             entry["ephemeral"] = {"events": eph}
@@ -418,6 +487,14 @@ class SyncService:
                     if room_filter.account_data.matches(e)
                 ]
             }
+            if (
+                room_id not in full_rooms
+                and not entry["timeline"]["events"]
+                and not entry["state"]["events"]
+                and not eph
+                and not entry["account_data"]["events"]
+            ):
+                continue  # everything in the range was filtered out: nothing to tell
             response.join[room_id] = entry
             if entry.get("summary") is not None or entry["timeline"]["limited"]:
                 # members may have come or gone (summary: member events in the entry)
@@ -425,13 +502,12 @@ class SyncService:
 
         for room_id in sorted(new_invites):
             if room_filter.includes_room(room_id):
-                response.invite[room_id] = {
-                    "invite_state": {
-                        "events": await self._stripped_state(
-                            room_id, memberships.current[room_id].event_id
-                        )
-                    }
-                }
+                invite_state = await self._stripped_state(
+                    room_id, memberships.current[room_id].event_id
+                )
+                if invite_state and invite_state[-1]["sender"] in ignored:
+                    continue  # invites from ignored users are not sent (ignore_users.md)
+                response.invite[room_id] = {"invite_state": {"events": invite_state}}
         for room_id in sorted(new_knocks):
             if room_filter.includes_room(room_id):
                 response.knock[room_id] = {
@@ -443,7 +519,14 @@ class SyncService:
                 }
         for room_id, change in sorted(leave_events.items()):
             if room_filter.includes_room(room_id):
-                response.leave[room_id] = await self._left_room(req, room_id, change, since)
+                # joined and left within the range: the client never had the room, so it
+                # gets the room's state in full
+                joined_in_range = any(
+                    c.room_id == room_id and c.membership == "join" for c in snapshot.changes
+                ) and (room_id not in snapshot.joined_at_since)
+                response.leave[room_id] = await self._left_room(
+                    req, room_id, change, since, full=joined_in_range, ignored=ignored
+                )
 
         await self._other_streams(req, since, now, response)
         return response
@@ -457,23 +540,42 @@ class SyncService:
         since: StreamToken | None,
         now: StreamToken,
         joined_at: int,
+        ignored: frozenset[str],
     ) -> JsonDict:
         from_pos = None if full or since is None else since.get(StreamName.EVENTS)
-        return await self._room_entry(
+        entry = await self._room_entry(
             req,
             room_id,
             from_pos=from_pos,
             to_pos=now.get(StreamName.EVENTS),
             full=full,
             joined_at=joined_at,
+            ignored=ignored,
         )
+        if full and since is not None and not req.full_state:
+            # newly joined in an incremental sync: the client has none of the room's history
+            # (Synapse marks these timelines limited too)
+            entry["timeline"]["limited"] = True
+        return entry
 
     async def _left_room(
-        self, req: SyncRequest, room_id: str, change: MembershipRow, since: StreamToken | None
+        self,
+        req: SyncRequest,
+        room_id: str,
+        change: MembershipRow,
+        since: StreamToken | None,
+        *,
+        full: bool,
+        ignored: frozenset[str],
     ) -> JsonDict:
         from_pos = None if since is None else since.get(StreamName.EVENTS)
         entry = await self._room_entry(
-            req, room_id, from_pos=from_pos, to_pos=change.stream_ordering, full=since is None
+            req,
+            room_id,
+            from_pos=from_pos,
+            to_pos=change.stream_ordering,
+            full=full or since is None,
+            ignored=ignored,
         )
         entry["account_data"] = {"events": []}
         entry.pop("summary", None)
@@ -488,9 +590,11 @@ class SyncService:
         to_pos: int,
         full: bool,
         joined_at: int | None = None,
+        ignored: frozenset[str] = frozenset(),
     ) -> JsonDict:
         """The timeline and state of one room for the range (from_pos, to_pos]; ``joined_at``:
-        the position of the user's current join event, if joined."""
+        the position of the user's current join event, if joined; ``ignored``: senders whose
+        non-state events are left out."""
         filt = req.filter
         timeline_filter = filt.room.timeline
         limit = filt.timeline_limit
@@ -501,43 +605,25 @@ class SyncService:
             window.timeline,
             window.exhausted,
             from_pos,
+            to_pos,
             limit,
             timeline_filter,
             joined_at,
+            ignored,
         )
-        # the state at the timeline's start: needed for a full room, or to diff against the
-        # state at ``from_pos`` when the timeline does not show every state change in the range
-        state_ids: dict[StateKey, str] = {}
-        state_at_start: dict[StateKey, str] = {}
+        state_ids = await self._state_delta(
+            req, room_id, timeline, from_pos, to_pos, full=full, limited=limited, dropped=dropped
+        )
         full = full or from_pos is None
-        lazy = filt.room.state.lazy_load_members
-        if full or limited or dropped or lazy:
-            start_pos = timeline[0].stream_ordering - 1 if timeline else to_pos
-            if full or not (limited or dropped):
-                (start,) = await self._store.states_at(room_id, [start_pos])
-                since_state = None
-            else:
-                assert from_pos is not None
-                start, since_state = await self._store.states_at(room_id, [start_pos, from_pos])
-            state_at_start = start or {}
-            if full:
-                state_ids = dict(state_at_start)
-            elif limited or dropped:
-                before = since_state or {}
-                state_ids = {k: v for k, v in state_at_start.items() if before.get(k) != v}
+        summary: JsonDict | None = None
+        members_changed = any(k[0] == "m.room.member" for k in state_ids) or any(
+            e.event.type == "m.room.member" for e in timeline
+        )
+        if full or members_changed:
+            summary = await self._summary(room_id, req.user_id)
+            if filt.room.state.lazy_load_members and summary.get("m.heroes"):
+                await self._add_hero_members(req, room_id, summary["m.heroes"], timeline, state_ids)
         state_filter = filt.room.state
-        if lazy:
-            # members only for the timeline's senders (and the user), whether or not they changed
-            senders = {e.event.sender for e in timeline} | {req.user_id}
-            state_ids = {
-                k: v for k, v in state_ids.items() if k[0] != "m.room.member" or k[1] in senders
-            }
-            for sender in senders:
-                key = ("m.room.member", sender)
-                if key in state_at_start:
-                    state_ids[key] = state_at_start[key]
-        in_timeline = {e.event.event_id for e in timeline}
-        state_ids = {k: v for k, v in state_ids.items() if v not in in_timeline}
         state_events = await self._events.get_events(state_ids.values()) if state_ids else {}
         state_json = [
             self._format(req, state_events[eid])
@@ -565,11 +651,8 @@ class SyncService:
             "timeline": {"events": timeline_json, "limited": limited, "prev_batch": prev_batch},
             "state": {"events": state_json},
         }
-        members_changed = any(k[0] == "m.room.member" for k in state_ids) or any(
-            e.event.type == "m.room.member" for e in timeline
-        )
-        if full or members_changed:
-            entry["summary"] = await self._summary(room_id, req.user_id)
+        if summary is not None:
+            entry["summary"] = summary
         if joined_at is not None and self._counts is not None:
             counts = await self._counts.counts(
                 req.user_id,
@@ -583,6 +666,130 @@ class SyncService:
             entry.update(counts.sync_fields(filt.unread_thread_notifications))
         return entry
 
+    async def _state_delta(
+        self,
+        req: SyncRequest,
+        room_id: str,
+        timeline: list[StoredEvent],
+        from_pos: int | None,
+        to_pos: int,
+        *,
+        full: bool,
+        limited: bool,
+        dropped: bool,
+    ) -> dict[StateKey, str]:
+        """The ``state`` of a room entry: what the client must lay over the state it had at
+        ``from_pos`` to get the state at the timeline's start (Synapse's rule).
+
+        Full (initial sync, newly joined, ``full_state``): the state at the timeline's start and
+        at its end, less what the timeline shows. Incremental without a gap (the timeline holds
+        every event of the range): nothing. With a gap (``limited``, or events dropped by a
+        filter, history visibility or the ignore list): the state at the timeline's start and
+        end, less the state at ``from_pos`` and what the timeline shows; so state changes that
+        fell into the gap (or were filtered out) are sent.
+
+        Lazy-loading members: only the member events of the timeline's senders whose membership
+        the timeline does not show first (and, on a full room, the user's own); members who came
+        or went in a gap are still sent. Unless ``include_redundant_members``, a member event
+        this device was already sent (see :class:`_LazyMembers`) is left out.
+        """
+        filt = req.filter.room.state
+        lazy = filt.lazy_load_members
+        full = full or from_pos is None
+        timeline_state: dict[StateKey, str] = {}
+        wanted: set[str] | None = None
+        if lazy:
+            wanted = set()
+            for stored in timeline:
+                event = stored.event
+                if ("m.room.member", event.sender) not in timeline_state:
+                    wanted.add(event.sender)
+                if event.state_key is not None:
+                    timeline_state[(event.type, event.state_key)] = event.event_id
+            if full:
+                wanted.add(req.user_id)
+        else:
+            timeline_state = {
+                (e.event.type, e.event.state_key): e.event.event_id
+                for e in timeline
+                if e.event.state_key is not None
+            }
+
+        def lazy_only(state: dict[StateKey, str] | None) -> dict[StateKey, str]:
+            if state is None:
+                return {}
+            if wanted is None:
+                return state
+            return {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in wanted}
+
+        start_pos = timeline[0].stream_ordering - 1 if timeline else to_pos
+        state_ids: dict[StateKey, str]
+        if full:
+            start, end = await self._store.states_at(room_id, [start_pos, to_pos])
+            state_ids = _calculate_state(
+                timeline_state, lazy_only(start), lazy_only(end), {}, lazy=lazy
+            )
+        elif not (limited or dropped):
+            state_ids = {}
+            if wanted and timeline:
+                (start,) = await self._store.states_at(room_id, [start_pos])
+                state_ids = {k: v for k, v in lazy_only(start).items() if k[0] == "m.room.member"}
+        else:
+            assert from_pos is not None
+            start, previous, end = await self._store.states_at(
+                room_id, [start_pos, from_pos, to_pos]
+            )
+            # a gap: every state change in it counts, members included
+            gap_only = (lambda state: state or {}) if limited else lazy_only
+            state_ids = _calculate_state(
+                timeline_state, lazy_only(start), gap_only(end), gap_only(previous), lazy=lazy
+            )
+
+        if lazy and not filt.include_redundant_members and req.device_id is not None:
+            sent = self._lazy_members.for_device(req.user_id, req.device_id)
+            if req.since is None:
+                sent.clear()  # a new sync sequence: the client starts from nothing
+            else:
+                state_ids = {
+                    k: v
+                    for k, v in state_ids.items()
+                    if k[0] != "m.room.member" or sent.get(k[1]) != v
+                }
+            for key, event_id in (*state_ids.items(), *timeline_state.items()):
+                if key[0] == "m.room.member":
+                    sent.put(key[1], event_id)
+        return state_ids
+
+    async def _add_hero_members(
+        self,
+        req: SyncRequest,
+        room_id: str,
+        heroes: list[str],
+        timeline: list[StoredEvent],
+        state_ids: dict[StateKey, str],
+    ) -> None:
+        """Lazy-loading: the heroes' member events go into ``state`` unless the entry or an
+        earlier sync of the device already has them (spec: ``m.heroes``)."""
+        shown = {k[1] for k in state_ids if k[0] == "m.room.member"} | {
+            e.event.state_key for e in timeline if e.event.type == "m.room.member"
+        }
+        missing = [h for h in heroes if h not in shown]
+        if not missing:
+            return
+        current = await self._events.get_current_state_ids(room_id)
+        sent = (
+            self._lazy_members.for_device(req.user_id, req.device_id)
+            if req.device_id is not None and not req.filter.room.state.include_redundant_members
+            else None
+        )
+        for hero in missing:
+            event_id = current.get(("m.room.member", hero))
+            if event_id is None or (sent is not None and sent.get(hero) == event_id):
+                continue
+            state_ids[("m.room.member", hero)] = event_id
+            if sent is not None:
+                sent.put(hero, event_id)
+
     async def _select_timeline(
         self,
         req: SyncRequest,
@@ -590,21 +797,47 @@ class SyncService:
         window: list[StoredEvent],
         exhausted: bool,
         from_pos: int | None,
+        to_pos: int,
         limit: int,
         timeline_filter: RoomEventFilter,
         joined_at: int | None,
+        ignored: frozenset[str],
     ) -> tuple[list[StoredEvent], bool, bool]:
         """The timeline (oldest first), whether it is limited, and whether events of the range
-        were dropped by the filter or history visibility (so the state must be diffed)."""
+        were dropped by the filter, history visibility or the ignore list (so the state must be
+        diffed).
+
+        When events are dropped, older windows of the range are read (each twice the size of
+        the last) until ``limit`` + 1 events are kept or the range is exhausted, so a sparse
+        filter still reaches its limit and ``limited`` means that older matching events exist.
+        Past :data:`_MAX_REFILLS` reads the timeline is declared ``limited``.
+        """
         candidates = list(window)  # newest first
         selected: list[StoredEvent] = []
         dropped = False
         refills = 0
+        size = 2 * (limit + 1)
+        current_ids: frozenset[str] | None = None
         while True:
             batch = candidates[: limit + 1 - len(selected)] if candidates else []
             consumed = len(batch)
             keep = await self._visible(req.user_id, batch, joined_at)
-            matching = [e for e in keep if timeline_filter.matches(client_event(e))]
+            if len(keep) != len(batch) and any(e.event.state_key is not None for e in batch):
+                # the room's current state is shown whatever the history visibility (as
+                # Synapse does): a client must see the events that made the state it gets
+                if current_ids is None:
+                    (state,) = await self._store.states_at(room_id, [to_pos])
+                    current_ids = frozenset((state or {}).values())
+                kept = {e.event.event_id for e in keep}
+                keep = [
+                    e for e in batch if e.event.event_id in kept or e.event.event_id in current_ids
+                ]
+            matching = [
+                e
+                for e in keep
+                if timeline_filter.matches(client_event(e))
+                and (e.event.state_key is not None or e.event.sender not in ignored)
+            ]
             if len(matching) != len(batch):
                 dropped = True
             selected.extend(matching)
@@ -619,10 +852,11 @@ class SyncService:
                 return list(reversed(selected)), True, dropped
             refills += 1
             oldest = batch[-1].stream_ordering
+            size *= 2
             more = await self._store.older_events(
-                room_id, from_pos=from_pos, before_pos=oldest, limit=2 * (limit + 1)
+                room_id, from_pos=from_pos, before_pos=oldest, limit=size
             )
-            exhausted = len(more) < 2 * (limit + 1)
+            exhausted = len(more) < size
             candidates = more
 
     async def _visible(
@@ -675,11 +909,13 @@ class SyncService:
 
     async def _summary(self, room_id: str, user_id: str) -> JsonDict:
         counts, heroes = await self._store.summary(room_id, user_id)
-        return {
-            "m.heroes": heroes,
+        summary: JsonDict = {
             "m.joined_member_count": counts.get("join", 0),
             "m.invited_member_count": counts.get("invite", 0),
         }
+        if heroes is not None:
+            summary["m.heroes"] = heroes
+        return summary
 
     async def _stripped_state(self, room_id: str, membership_event_id: str) -> list[JsonDict]:
         current = await self._events.get_current_state_events(room_id)
@@ -773,6 +1009,33 @@ class SyncService:
             response.device_left = left
         response.otk_counts = await self._e2ee.one_time_key_counts(req.user_id, device)
         response.fallback_types = await self._e2ee.unused_fallback_key_types(req.user_id, device)
+
+
+def _calculate_state(
+    timeline_contains: dict[StateKey, str],
+    timeline_start: dict[StateKey, str],
+    timeline_end: dict[StateKey, str],
+    previous: dict[StateKey, str],
+    *,
+    lazy: bool,
+) -> dict[StateKey, str]:
+    """(state at the timeline's start and end) less (state at the previous sync) less (the
+    timeline's state events). Looking at the end too catches state the timeline does not show
+    (filtered out, or on a fork). With lazy-loading, members at the start are sent even when the
+    previous sync had them (the caller removes those this device was already sent). Where the
+    start and the end both leave an event for one key, the end's wins."""
+    previous_ids = set(previous.values())
+    if lazy:
+        previous_ids.difference_update(
+            v for k, v in timeline_start.items() if k[0] == "m.room.member"
+        )
+    shown = set(timeline_contains.values())
+    out: dict[StateKey, str] = {}
+    for state in (timeline_start, timeline_end):
+        for key, event_id in state.items():
+            if event_id not in previous_ids and event_id not in shown:
+                out[key] = event_id
+    return out
 
 
 def _stripped(stored: StoredEvent) -> JsonDict:

@@ -59,12 +59,15 @@ class SyncSnapshot:
         memberships: the user's current membership in every room it has one in.
         changes: the user's membership events after ``since`` (empty without ``since``).
         changed_rooms: joined rooms with events after ``since`` (empty without ``since``).
+        joined_at_since: of the rooms with a join among ``changes``, those where the user was
+            already joined at ``since`` (a display name or avatar change, not a join).
     """
 
     positions: dict[StreamName, int]
     memberships: list[MembershipRow]
     changes: list[MembershipRow]
     changed_rooms: set[str]
+    joined_at_since: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,21 @@ _MEMBERSHIP_CHANGES = (
         events.c.rejected_reason.is_(None),
     )
     .order_by(events.c.stream_ordering)
+)
+
+# The user's newest membership event in one room at or before a position.
+_MEMBERSHIP_AT = (
+    select(events.c.json)
+    .where(
+        events.c.state_key == bindparam("user_id", type_=Text),
+        events.c.type == "m.room.member",
+        events.c.room_id == bindparam("room_id", type_=Text),
+        events.c.stream_ordering <= _TO,
+        events.c.outlier.is_(False),
+        events.c.rejected_reason.is_(None),
+    )
+    .order_by(events.c.stream_ordering.desc())
+    .limit(1)
 )
 
 _JOINED_ROOMS_WITH_EVENTS = (
@@ -173,6 +191,18 @@ _HERO_CANDIDATES = (
     .limit(bindparam("limit", type_=BigInteger))
 )
 
+# The room's name and canonical alias events (whether the summary needs heroes).
+_NAMING_STATE = (
+    select(events.c.type, events.c.json)
+    .select_from(current_state.join(events, events.c.event_id == current_state.c.event_id))
+    .where(
+        current_state.c.room_id == bindparam("room_id", type_=Text),
+        (current_state.c.type == "m.room.name")
+        | (current_state.c.type == "m.room.canonical_alias"),
+        current_state.c.state_key == "",
+    )
+)
+
 # The user's own member event and the power levels: what push rules read of room state.
 _PUSH_STATE = (
     select(*event_columns())
@@ -231,7 +261,15 @@ class SyncStore:
                 )
             ]
             rooms = {r[0] for r in await conn.fetch_all(_JOINED_ROOMS_WITH_EVENTS, window)}
-            return SyncSnapshot(positions, memberships, changes, rooms)
+            joined_before: set[str] = set()
+            for room_id in sorted({c.room_id for c in changes if c.membership == "join"}):
+                raw = await conn.fetch_val(
+                    _MEMBERSHIP_AT,
+                    {"user_id": user_id, "room_id": room_id, "to_pos": since_events},
+                )
+                if raw is not None and _membership_of(str(raw)) == "join":
+                    joined_before.add(room_id)
+            return SyncSnapshot(positions, memberships, changes, rooms, frozenset(joined_before))
 
         return await self._db.read(work, name="sync_snapshot")
 
@@ -317,15 +355,21 @@ class SyncStore:
 
         return await self._db.read(work, name="sync_older_events")
 
-    async def summary(self, room_id: str, user_id: str) -> tuple[dict[str, int], list[str]]:
+    async def summary(self, room_id: str, user_id: str) -> tuple[dict[str, int], list[str] | None]:
         """Member counts by membership, and up to 5 hero candidates (other joined or invited
-        members, by user ID) for the room summary."""
+        members, by user ID) for the room summary; no heroes (None) when the room has a name or
+        a canonical alias (spec: ``m.heroes`` is for rooms without either)."""
 
-        async def work(conn: Conn) -> tuple[dict[str, int], list[str]]:
+        async def work(conn: Conn) -> tuple[dict[str, int], list[str] | None]:
             counts = {
                 str(m): int(n)
                 for m, n in await conn.fetch_all(_MEMBER_COUNTS, {"room_id": room_id})
             }
+            for event_type, raw in await conn.fetch_all(_NAMING_STATE, {"room_id": room_id}):
+                content = orjson.loads(raw).get("content")
+                key = "name" if event_type == "m.room.name" else "alias"
+                if isinstance(content, dict) and content.get(key):
+                    return counts, None
             rows = await conn.fetch_all(
                 _HERO_CANDIDATES, {"room_id": room_id, "user_id": user_id, "limit": 50}
             )

@@ -258,7 +258,9 @@ async def test_filters_applied(server: RunningServer) -> None:
         ]
         assert room["timeline"]["limited"] is True
         members = {e["state_key"] for e in room["state"]["events"] if e["type"] == "m.room.member"}
-        assert members == {alice.user_id}  # lazy: only the timeline's senders (and me)
+        # lazy: only the timeline's senders, me, and the summary's heroes (an unnamed room)
+        assert members == {alice.user_id, bob.user_id}
+        assert room["summary"]["m.heroes"] == [bob.user_id]
 
 
 @pytest.mark.parametrize(

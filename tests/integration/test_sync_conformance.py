@@ -3,7 +3,10 @@ joined rooms, history visibility in timelines, lazy-loaded members, presence, ig
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import trio
 
 from tests.integration.conftest import RunningServer
 from tests.integration.test_sync_api import User, _bodies, _user
@@ -76,3 +79,272 @@ async def test_typing_in_gapped_sync(server: RunningServer) -> None:
         room = inc["rooms"]["join"][room_id]
         assert room["timeline"]["limited"] is True
         assert _typing_users(room) == [[alice.user_id]]
+
+
+# --- newly joined rooms, membership changes ----------------------------------------------------
+
+
+async def test_display_name_change_is_not_a_new_join(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    async with alice.client:
+        room_id = await alice.create_room()
+        await _state(alice, room_id, "a.test.state", "", {"k": 1})
+        since = (await alice.sync())["next_batch"]
+        renamed = await _state(
+            alice,
+            room_id,
+            "m.room.member",
+            alice.user_id,
+            {"membership": "join", "displayname": "B"},
+        )
+        sent = await alice.send(room_id, "after")
+        room = (await alice.sync(since=since))["rooms"]["join"][room_id]
+        assert [e["event_id"] for e in room["timeline"]["events"]] == [renamed, sent]
+        assert room["timeline"]["limited"] is False
+        assert room["state"]["events"] == []  # not the room's whole state again
+        # a filter that hides both: the room is left out of the response altogether
+        only_state = await _filter(
+            alice,
+            {"room": {"timeline": {"types": ["a.none"]}, "state": {"types": ["a.test.state"]}}},
+        )
+        since = (await alice.sync(filter=only_state))["next_batch"]
+        await _state(
+            alice,
+            room_id,
+            "m.room.member",
+            alice.user_id,
+            {"membership": "join", "displayname": "C"},
+        )
+        await alice.send(room_id, "hidden")
+        assert (await alice.sync(since=since, filter=only_state))["rooms"]["join"] == {}
+
+
+async def test_newly_joined_room_is_limited_with_full_state(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    async with alice.client, bob.client:
+        room_id = await alice.create_room(preset="public_chat")
+        await _state(alice, room_id, "a.test.state", "", {"k": 1})
+        since = (await bob.sync())["next_batch"]
+        for i in range(3):
+            await alice.send(room_id, f"m{i}")
+        await bob.join(room_id)
+        only_messages = await _filter(bob, {"room": {"timeline": {"types": ["m.room.message"]}}})
+        room = (await bob.sync(since=since, filter=only_messages))["rooms"]["join"][room_id]
+        assert _bodies(room) == ["m0", "m1", "m2"]
+        assert room["timeline"]["limited"] is True
+        state = {(e["type"], e["state_key"]) for e in room["state"]["events"]}
+        assert {
+            ("m.room.create", ""),
+            ("a.test.state", ""),
+            ("m.room.member", bob.user_id),
+        } <= state
+
+
+async def test_join_and_leave_in_one_range_gives_the_state(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    async with alice.client, bob.client:
+        room_id = await alice.create_room(preset="public_chat")
+        await _state(alice, room_id, "a.test.state", "", {"k": 1})
+        flt = await _filter(
+            bob,
+            {
+                "room": {
+                    "timeline": {"types": []},
+                    "state": {"types": ["a.test.state"]},
+                    "include_leave": True,
+                }
+            },
+        )
+        since = (await bob.sync(filter=flt))["next_batch"]
+        await bob.join(room_id)
+        r = await bob.client.post(f"{V3}/rooms/{room_id}/leave", json={})
+        assert r.status_code == 200, r.text
+        room = (await bob.sync(since=since, filter=flt))["rooms"]["leave"][room_id]
+        assert [(e["type"], e["content"]) for e in room["state"]["events"]] == [
+            ("a.test.state", {"k": 1})
+        ]
+
+
+async def test_current_state_shown_in_private_history(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    carol = await _user(server, "carol")
+    async with alice.client, bob.client, carol.client:
+        room_id = await alice.create_room(preset="public_chat")
+        await bob.join(room_id)
+        await _state(
+            alice, room_id, "m.room.history_visibility", "", {"history_visibility": "joined"}
+        )
+        since = (await bob.sync())["next_batch"]
+        r = await bob.client.post(f"{V3}/rooms/{room_id}/leave", json={})
+        assert r.status_code == 200
+        await alice.send(room_id, "while bob was away")
+        await carol.join(room_id)
+        await bob.join(room_id)
+        room = (await bob.sync(since=since))["rooms"]["join"][room_id]
+        timeline = room["timeline"]["events"]
+        # carol's join is the room's current state: shown although bob could not see it then
+        assert any(
+            e["type"] == "m.room.member" and e["state_key"] == carol.user_id for e in timeline
+        )
+        # the message sent while bob was out stays hidden
+        assert "while bob was away" not in _bodies(room)
+
+
+async def test_a_sparse_filter_reaches_its_limit(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    async with alice.client:
+        room_id = await alice.create_room()
+        wanted = await alice.send(room_id, "the one")
+        for i in range(30):
+            r = await alice.client.put(f"{V3}/rooms/{room_id}/send/a.filler/f{i}", json={"n": i})
+            assert r.status_code == 200
+        flt = json.dumps({"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}})
+        room = (await alice.sync(filter=flt))["rooms"]["join"][room_id]
+        assert [e["event_id"] for e in room["timeline"]["events"]] == [wanted]
+        assert room["timeline"]["limited"] is False
+        await alice.send(room_id, "another")
+        room = (await alice.sync(filter=flt))["rooms"]["join"][room_id]
+        assert _bodies(room) == ["another"] and room["timeline"]["limited"] is True
+
+
+# --- ignored users ---------------------------------------------------------------------------
+
+
+async def _ignore(user: User, *others: str, content: Any = None) -> None:
+    body = {"ignored_users": {o: {} for o in others}} if content is None else content
+    r = await user.client.put(
+        f"{V3}/user/{user.user_id}/account_data/m.ignored_user_list", json=body
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_ignored_users_in_timelines_and_invites(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    carol = await _user(server, "carol")
+    async with alice.client, bob.client, carol.client:
+        room_id = await bob.create_room(preset="public_chat")
+        await alice.join(room_id)
+        await carol.join(room_id)
+        await bob.send(room_id, "from bob")
+        await carol.send(room_id, "from carol")
+        assert _bodies((await alice.sync())["rooms"]["join"][room_id]) == [
+            "from bob",
+            "from carol",
+        ]
+        await _ignore(alice, bob.user_id)
+        initial = await alice.sync()
+        room = initial["rooms"]["join"][room_id]
+        assert _bodies(room) == ["from carol"]
+        # bob's state (his membership) is still there
+        members = {
+            e["state_key"]
+            for e in room["state"]["events"] + room["timeline"]["events"]
+            if e["type"] == "m.room.member"
+        }
+        assert bob.user_id in members
+        since = initial["next_batch"]
+        await bob.send(room_id, "bob again")
+        assert (await alice.sync(since=since))["rooms"]["join"] == {}
+        # invites from an ignored user are not sent, initial or incremental
+        private = await bob.create_room()
+        r = await bob.client.post(f"{V3}/rooms/{private}/invite", json={"user_id": alice.user_id})
+        assert r.status_code == 200
+        assert (await alice.sync())["rooms"]["invite"] == {}
+        assert (await alice.sync(since=since))["rooms"]["invite"] == {}
+        # malformed lists ignore nobody; un-ignoring shows bob again
+        await _ignore(alice, content={"ignored_users": ["not", "an", "object"]})
+        assert private in (await alice.sync())["rooms"]["invite"]
+        await _ignore(alice)
+        assert "bob again" in _bodies((await alice.sync())["rooms"]["join"][room_id])
+
+
+# --- lazy-loaded members, room summary -----------------------------------------------------------
+
+
+def _members(room: dict[str, Any]) -> set[str]:
+    return {e["state_key"] for e in room["state"]["events"] if e["type"] == "m.room.member"}
+
+
+async def _filler(user: User, room_id: str, n: int) -> None:
+    for i in range(n):
+        r = await user.client.put(
+            f"{V3}/rooms/{room_id}/send/a.filler/{user.user_id}{trio.current_time()}{i}",
+            json={"n": i},
+        )
+        assert r.status_code == 200, r.text
+
+
+async def test_lazy_loaded_members(server: RunningServer) -> None:
+    alice, bob, carol, dave = [await _user(server, n) for n in ("alice", "bob", "carol", "dave")]
+    async with alice.client, bob.client, carol.client, dave.client:
+        room_id = await alice.create_room(preset="public_chat", name="Lazy")
+        await bob.join(room_id)
+        await carol.join(room_id)
+        await _filler(bob, room_id, 10)
+        lazy = {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 10}}}
+        flt = await _filter(alice, lazy)
+        first = await alice.sync(filter=flt)
+        room = first["rooms"]["join"][room_id]
+        # the timeline's only sender, and the user herself
+        assert _members(room) == {alice.user_id, bob.user_id}
+        assert "m.heroes" not in room["summary"]  # named room: no heroes
+        assert room["summary"]["m.joined_member_count"] == 3
+        # carol speaks: only her member event is new
+        await carol.send(room_id, "hi")
+        inc = await alice.sync(since=first["next_batch"], filter=flt)
+        assert _members(inc["rooms"]["join"][room_id]) == {carol.user_id}
+        # bob and carol again: already sent to this device, not repeated
+        await bob.send(room_id, "b")
+        await carol.send(room_id, "c")
+        inc = await alice.sync(since=inc["next_batch"], filter=flt)
+        assert _members(inc["rooms"]["join"][room_id]) == set()
+        # ... unless the filter asks for redundant members
+        redundant = await _filter(
+            alice,
+            {
+                "room": {
+                    "state": {"lazy_load_members": True, "include_redundant_members": True},
+                    "timeline": {"limit": 10},
+                }
+            },
+        )
+        await bob.send(room_id, "b2")
+        again = await alice.sync(since=inc["next_batch"], filter=redundant)
+        assert _members(again["rooms"]["join"][room_id]) == {bob.user_id}
+        # a gap: dave joined in it without speaking, carol fills the timeline
+        since = again["next_batch"]
+        await dave.join(room_id)
+        await _filler(carol, room_id, 12)
+        gapped = await alice.sync(since=since, filter=flt)
+        room = gapped["rooms"]["join"][room_id]
+        assert room["timeline"]["limited"] is True
+        assert _members(room) == {dave.user_id}  # carol was sent before: not repeated
+
+
+async def test_summary_heroes_only_for_unnamed_rooms(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    async with alice.client, bob.client:
+        unnamed = await alice.create_room(preset="public_chat")
+        await bob.join(unnamed)
+        lazy = await _filter(alice, {"room": {"state": {"lazy_load_members": True}}})
+        room = (await alice.sync(filter=lazy))["rooms"]["join"][unnamed]
+        assert room["summary"] == {
+            "m.heroes": [bob.user_id],
+            "m.joined_member_count": 2,
+            "m.invited_member_count": 0,
+        }
+        # the hero's member event comes with it under lazy-loading
+        members = _members(room) | {
+            e["state_key"] for e in room["timeline"]["events"] if e["type"] == "m.room.member"
+        }
+        assert bob.user_id in members
+        since = (await alice.sync(filter=lazy))["next_batch"]
+        await _state(alice, unnamed, "m.room.name", "", {"name": "Now named"})
+        await bob.client.post(f"{V3}/rooms/{unnamed}/leave", json={})
+        room = (await alice.sync(since=since, filter=lazy))["rooms"]["join"][unnamed]
+        assert room["summary"] == {"m.joined_member_count": 1, "m.invited_member_count": 0}
