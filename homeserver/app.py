@@ -44,6 +44,7 @@ from homeserver.api.client.devices import DevicesApi
 from homeserver.api.client.directory import DirectoryApi  # room directory (issue 6)
 from homeserver.api.client.filter import FilterApi  # sync and filters (issue 7)
 from homeserver.api.client.keys import KeysApi  # e2ee (issue 8)
+from homeserver.api.client.legacy import EventStreamEndpoint, LegacyPrefix, LegacySendApi
 from homeserver.api.client.login import LoginApi
 from homeserver.api.client.openid import OpenIdApi
 from homeserver.api.client.presence import PresenceApi  # typing, receipts, presence (issue 7)
@@ -141,6 +142,7 @@ from homeserver.storage.events import StoredEvent
 from homeserver.storage.federation_events import FederationEventStore  # federation: inbound
 from homeserver.storage.media_files import LocalFileStore  # media (issue 9)
 from homeserver.storage.server_keys import ServerKeyStore  # federation: keys
+from homeserver.streams import StreamName, StreamToken  # the r0 API
 
 logger = logging.getLogger(__name__)
 
@@ -440,7 +442,11 @@ def _rooms(
         creator,
         visibility,
         ProfilePropagator(rooms),
-        [RoomsApi(rooms, cfg.limits.max_request_body_bytes), RelationsApi(relations)],
+        [
+            RoomsApi(rooms, cfg.limits.max_request_body_bytes),
+            RelationsApi(relations),
+            LegacySendApi(rooms, cfg.limits.max_request_body_bytes),  # the r0 API
+        ],
         [SendEventEndpoint(rooms, cfg.limits.max_request_body_bytes)],
         relations,
     )
@@ -723,6 +729,22 @@ def _registration_lock(
 
 
 # --- end registration lock (issue 5) -------------------------------------------------------------
+
+
+# --- the r0 API: the event stream (r0 paths are rewritten by LegacyPrefix) ----------------------
+
+
+def _event_stream(stores: Stores, live: _LiveLayer, sync: SyncEndpoint) -> EventStreamEndpoint:
+    """``GET /events``: an incremental ``/sync`` flattened, from "now" without ``from``."""
+
+    async def now() -> StreamToken:
+        token = await stores.streams.current_token()
+        return token.advance(StreamName.TYPING, live.typing.current_position())
+
+    return EventStreamEndpoint(sync, now)
+
+
+# --- end the r0 API -----------------------------------------------------------------------------
 
 
 # --- push rules ----------------------------------------------------------------------------------
@@ -1070,7 +1092,9 @@ async def serve_homeserver(
                         gate=gate,
                     )
                     raw: list[RawEndpoint] = (
-                        [sync_endpoint, *rooms.raw] if "client" in listener.resources else []
+                        [sync_endpoint, *rooms.raw, _event_stream(stores, live, sync_endpoint)]
+                        if "client" in listener.resources
+                        else []
                     )
                     inner = RawRoutes(
                         app,  # type: ignore[arg-type]
@@ -1080,7 +1104,7 @@ async def serve_homeserver(
                         rate_limiter=rate_limiter,
                         on_activity=live.presence.on_activity,
                     )
-                    asgi = ObservedApp(inner, metrics, cfg.cors.allowed_origins)
+                    asgi = ObservedApp(LegacyPrefix(inner), metrics, cfg.cors.allowed_origins)
                     urls = await servers.start(
                         partial(
                             hypercorn.trio.serve,

@@ -1,0 +1,216 @@
+"""What deployed clients and bots still call from the days of the ``r0`` API.
+
+- :class:`LegacyPrefix`: every client endpoint under ``/_matrix/client/r0/`` (and the media
+  repository's ``/_matrix/media/r0/``) is served as its ``v3`` twin. The ``v3`` prefix replaced
+  ``r0`` in v1.1 with the same endpoints (spec: appendices › "API versioning"; client-server
+  API › "Changelog" of v1.1), and Synapse still answers both. This is one path rewrite in front
+  of the routes, so an ``r0`` request is the ``v3`` request in every respect (handlers that read
+  their path see ``v3``). Endpoints that only ever existed under ``v1`` (``/relations``,
+  ``/threads``, ...) are not given an ``r0`` alias, as in Synapse.
+- :class:`EventStreamEndpoint`: ``GET /events``, the event stream that ``/sync`` replaced
+  (deprecated, still in the spec: ``peeking_events.yaml``). It is an incremental ``/sync``
+  flattened into one list: new timeline events of the user's rooms (with ``room_id``), their
+  typing and receipt events, presence, and invites (the invite member event).
+- :class:`LegacySendApi`: ``POST /rooms/{roomId}/send/{eventType}`` and
+  ``POST /rooms/{roomId}/redact/{eventId}``, the r0-era forms without a transaction ID
+  (Synapse serves them; each call is a new event).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+
+from homeserver.api._http import JsonDict, route
+from homeserver.api.client._body import optional_json_body, optional_string
+from homeserver.api.raw import RawEndpoint, RawRequest
+from homeserver.errors import InvalidParam
+from homeserver.services.requester import Requester
+from homeserver.services.rooms import RoomService, check_room_id
+from homeserver.services.sync import parse_since
+from homeserver.streams import StreamToken
+
+__all__ = ["EventStreamEndpoint", "LegacyPrefix", "LegacySendApi"]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: ``r0`` prefix → the prefix that replaced it.
+_ALIASES = (
+    ("/_matrix/client/r0/", "/_matrix/client/v3/"),
+    ("/_matrix/media/r0/", "/_matrix/media/v3/"),
+)
+_V3 = "/_matrix/client/v3"
+_MAX_TIMEOUT_MS = 60_000
+_MAX_FIELD_BYTES = 255
+
+#: What the event stream reads of each sync: timelines only (no state), up to 100 per room.
+_STREAM_FILTER = orjson.dumps(
+    {"room": {"timeline": {"limit": 100}, "state": {"types": []}}}
+).decode()
+
+
+class LegacyPrefix:
+    """ASGI: ``/_matrix/client/r0/...`` and ``/_matrix/media/r0/...`` as their ``v3`` twins.
+
+    Args:
+        app: the application that serves ``v3``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path: str = scope.get("path", "")
+            for old, new in _ALIASES:
+                if path.startswith(old):
+                    scope = dict(scope)
+                    scope["path"] = new + path[len(old) :]
+                    raw = scope.get("raw_path")
+                    if raw is not None:
+                        raw_bytes = bytes(raw)
+                        if raw_bytes.startswith(old.encode()):
+                            scope["raw_path"] = new.encode() + raw_bytes[len(old) :]
+                    break
+        await self._app(scope, receive, send)
+
+
+def _int_param(query: Mapping[str, str], name: str, default: int) -> int:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidParam(f"{name!r} must be an integer") from None
+    if number < 0:
+        raise InvalidParam(f"{name!r} must not be negative")
+    return number
+
+
+def _flatten(body: JsonDict, user_id: str, room_id: str | None) -> list[JsonDict]:
+    """The events of a ``/sync`` answer as one event-stream chunk."""
+    chunk: list[JsonDict] = []
+    rooms = body.get("rooms", {})
+    for section in ("join", "leave"):
+        for rid, entry in rooms.get(section, {}).items():
+            if room_id is not None and rid != room_id:
+                continue
+            for event in entry.get("timeline", {}).get("events", []):
+                chunk.append({**event, "room_id": rid})
+            for event in entry.get("ephemeral", {}).get("events", []):
+                chunk.append({**event, "room_id": rid})
+    for rid, entry in rooms.get("invite", {}).items():
+        if room_id is not None and rid != room_id:
+            continue
+        for event in entry.get("invite_state", {}).get("events", []):
+            if event.get("type") == "m.room.member" and event.get("state_key") == user_id:
+                chunk.append({**event, "room_id": rid})
+    if room_id is None:
+        chunk.extend(body.get("presence", {}).get("events", []))
+    return chunk
+
+
+class EventStreamEndpoint:
+    """GET /_matrix/client/v3/events (served as a raw endpoint: it is a long-poll).
+
+    Spec: #get_matrixclientv3events (deprecated). "This will listen for new events and return
+    them to the caller. This will block until an event is received, or until the timeout is
+    reached." ``from`` is a token from an earlier answer (or ``/sync``'s ``next_batch``);
+    without it the stream starts now. ``timeout`` in milliseconds (default 0 here; at most a
+    minute); ``room_id`` keeps one room's events.
+
+    Args:
+        sync: the ``/sync`` endpoint (the stream is an incremental sync through it).
+        current_token: the token of "now" (for a request without ``from``).
+    """
+
+    method = "GET"
+    path = f"{_V3}/events"
+    rate_limit: str | None = None
+    json_body_limit = 0
+
+    def __init__(
+        self, sync: RawEndpoint, current_token: Callable[[], Awaitable[StreamToken]]
+    ) -> None:
+        self._sync = sync
+        self._current_token = current_token
+
+    async def __call__(self, request: RawRequest) -> JsonDict:
+        query = request.query
+        timeout_ms = min(_int_param(query, "timeout", 0), _MAX_TIMEOUT_MS)
+        _int_param(query, "limit", 0)  # accepted (and checked) for compatibility
+        room_id = query.get("room_id")
+        if room_id is not None:
+            check_room_id(room_id)
+        since = parse_since(query.get("from"))
+        if since is None:
+            since = await self._current_token()
+        body = await self._sync(
+            RawRequest(
+                request.requester,
+                {"since": since.to_string(), "timeout": str(timeout_ms), "filter": _STREAM_FILTER},
+                {},
+                until_disconnect=request.until_disconnect,
+            )
+        )
+        return {
+            "chunk": _flatten(body, request.requester.user_id, room_id),
+            "start": since.to_string(),
+            "end": body["next_batch"],
+        }
+
+
+class LegacySendApi:
+    """The r0-era sends without a transaction ID.
+
+    Args:
+        rooms: the room service.
+        max_body_bytes: the request body limit.
+    """
+
+    def __init__(self, rooms: RoomService, max_body_bytes: int) -> None:
+        self._rooms = rooms
+        self._max_body = max_body_bytes
+
+    @route(
+        "POST", f"{_V3}/rooms/{{room_id}}/send/{{event_type}}", auth="user", rate_limit="message"
+    )
+    async def send(self, requester: Requester, room_id: str, event_type: str) -> JsonDict:
+        """POST /_matrix/client/r0/rooms/{roomId}/send/{eventType} (r0 only, as Synapse has it).
+
+        The r0 API's send without a transaction ID (client-server API r0.0.0, "Sending events
+        to a room"); the spec's form is ``PUT .../send/{eventType}/{txnId}``. Each call sends a
+        new event.
+        """
+        check_room_id(room_id)
+        if not event_type or len(event_type.encode()) > _MAX_FIELD_BYTES:
+            raise InvalidParam("Event types are 1 to 255 bytes")
+        body = await optional_json_body(self._max_body)
+        sent = await self._rooms.send(requester, room_id, event_type, body)
+        return {"event_id": sent.event_id}
+
+    @route(
+        "POST", f"{_V3}/rooms/{{room_id}}/redact/{{event_id}}", auth="user", rate_limit="message"
+    )
+    async def redact(self, requester: Requester, room_id: str, event_id: str) -> JsonDict:
+        """POST /_matrix/client/r0/rooms/{roomId}/redact/{eventId} (r0 only, as Synapse has it).
+
+        The r0 API's redaction without a transaction ID; the spec's form is
+        ``PUT .../redact/{eventId}/{txnId}``.
+        """
+        check_room_id(room_id)
+        if not event_id.startswith("$") or len(event_id.encode()) > _MAX_FIELD_BYTES:
+            raise InvalidParam(f"Invalid event ID {event_id!r}")
+        body = await optional_json_body(self._max_body)
+        txn = f"legacy-{secrets.token_urlsafe(12)}"
+        sent = await self._rooms.redact(
+            requester, room_id, event_id, txn, reason=optional_string(body, "reason")
+        )
+        return {"event_id": sent.event_id}
