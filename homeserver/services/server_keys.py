@@ -422,14 +422,21 @@ class ServerKeys:
 
     # --- notary -----------------------------------------------------------------------------
 
-    async def query(self, criteria: Mapping[str, Mapping[str, int | None]]) -> list[dict[str, Any]]:
+    async def query(
+        self,
+        criteria: Mapping[str, Mapping[str, int | None]],
+        *,
+        minimum_valid_until_ts: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Answer a notary query: ``{server: {key_id: minimum_valid_until_ts or None}}``.
 
-        An empty key mapping asks for every key of the server. Each returned key response is
-        the origin's signed response with our signature added.
+        An empty key mapping asks for every key of the server, to be valid until
+        ``minimum_valid_until_ts``; a None minimum means now. Each returned key response is the
+        origin's signed response with our signature added.
         """
         out: list[dict[str, Any]] = []
         now = self._clock.time_ms()
+        all_minimum = now if minimum_valid_until_ts is None else minimum_valid_until_ts
         for server_name, wanted in criteria.items():
             if not is_valid_server_name(server_name):
                 continue
@@ -437,13 +444,15 @@ class ServerKeys:
                 out.append(self.own_keys_response())
                 continue
             rows = {r.key_id: r for r in await self._store.keys_of(server_name)}
-            if self._needs_fetch(rows, wanted, now) and self._policy.allows(server_name):
+            if self._needs_fetch(rows, wanted, now, all_minimum) and self._policy.allows(
+                server_name
+            ):
                 await self._single_flight(
                     server_name,
                     list(wanted) or list(rows),
                     now,
                     use_notaries=False,
-                    satisfied=partial(self._cache_answers, server_name, wanted, now),
+                    satisfied=partial(self._cache_answers, server_name, wanted, now, all_minimum),
                 )
                 rows = {r.key_id: r for r in await self._store.keys_of(server_name)}
             chosen = [rows[k] for k in wanted if k in rows] if wanted else list(rows.values())
@@ -458,17 +467,22 @@ class ServerKeys:
         return out
 
     async def _cache_answers(
-        self, server_name: str, wanted: Mapping[str, int | None], now: int
+        self, server_name: str, wanted: Mapping[str, int | None], now: int, all_minimum: int
     ) -> bool:
         rows = {r.key_id: r for r in await self._store.keys_of(server_name)}
-        return not self._needs_fetch(rows, wanted, now)
+        return not self._needs_fetch(rows, wanted, now, all_minimum)
 
     @staticmethod
     def _needs_fetch(
-        rows: Mapping[str, ServerKeyRow], wanted: Mapping[str, int | None], now: int
+        rows: Mapping[str, ServerKeyRow],
+        wanted: Mapping[str, int | None],
+        now: int,
+        all_minimum: int,
     ) -> bool:
         if not wanted:
-            return not any(r.expired_ts is None and r.valid_until_ts >= now for r in rows.values())
+            return not any(
+                r.expired_ts is None and r.valid_until_ts >= all_minimum for r in rows.values()
+            )
         for key_id, minimum in wanted.items():
             row = rows.get(key_id)
             if row is None or row.valid_until_ts < (now if minimum is None else minimum):

@@ -83,8 +83,11 @@ class ServerKeysApi:
                 minimum = int(raw)
             except ValueError:
                 raise InvalidParam("minimum_valid_until_ts must be an integer") from None
-        wanted = {key_id: minimum} if key_id else {}
-        return {"server_keys": await self._keys.query({server_name: wanted})}
+        if key_id:
+            return {"server_keys": await self._keys.query({server_name: {key_id: minimum}})}
+        return {
+            "server_keys": await self._keys.query({server_name: {}}, minimum_valid_until_ts=minimum)
+        }
 
     @route("POST", "/_matrix/key/v2/query")
     async def query(self) -> JsonDict:

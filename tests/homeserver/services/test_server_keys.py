@@ -446,3 +446,14 @@ async def test_a_failing_store_leaves_waiters_without_keys(db, fetcher, clock, o
     key = SigningKey.generate("k1")
     fetcher.origins[REMOTE] = make_key_response(REMOTE, key, valid_until_ts=clock.time_ms() + DAY)
     assert await ring.verify_keys(REMOTE, [key.key_id], at_ts=clock.time_ms()) == {}
+
+
+async def test_notary_all_keys_with_a_minimum(ring, fetcher, clock):
+    key = SigningKey.generate("k1")
+    fetcher.origins[REMOTE] = make_key_response(REMOTE, key, valid_until_ts=clock.time_ms() + 1000)
+    await ring.query({REMOTE: {}})
+    await ring.query({REMOTE: {}}, minimum_valid_until_ts=clock.time_ms() + 500)
+    assert fetcher.calls == [("origin", REMOTE)]  # what we have is valid long enough
+    [answer] = await ring.query({REMOTE: {}}, minimum_valid_until_ts=clock.time_ms() + 5000)
+    assert fetcher.calls == [("origin", REMOTE)] * 2  # not valid long enough: asked again
+    assert key.key_id in answer["verify_keys"]

@@ -183,3 +183,14 @@ async def test_fixture_servers_have_client_apis(two_servers) -> None:
     bob = await b.register("bob")
     assert alice["user_id"] == f"@alice:{a.server_name}"
     assert bob["user_id"] == f"@bob:{b.server_name}"
+
+
+async def test_listeners_serve_their_resources_only(two_servers) -> None:
+    a, _ = two_servers
+    async with a.client() as c:  # client listener: no federation resource
+        r = await c.get("/_matrix/key/v2/server")
+        assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
+        assert (await c.get("/_matrix/federation/v1/version")).status_code == 404
+    async with a.federation_client() as c:  # TLS federation listener: no client API
+        r = await c.get("/_matrix/client/versions")
+        assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
