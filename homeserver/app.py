@@ -123,7 +123,11 @@ from homeserver.services.registration import RegistrationService
 from homeserver.services.registration_lock import RegistrationLockService  # issue 5
 from homeserver.services.relations import RelationsService  # relations and threads
 from homeserver.services.reporting import ReportingService
-from homeserver.services.room_upgrade import RoomUpgradeService  # room upgrades (issue 6)
+from homeserver.services.room_upgrade import (  # room upgrades
+    RoomUpgradeService,
+    UserSettingsCarrier,
+    check_tombstone,
+)
 from homeserver.services.rooms import RoomAliases, RoomService  # rooms (issue 6)
 from homeserver.services.search import SearchService
 from homeserver.services.server_keys import ServerKeys, ServerPolicy  # federation: keys
@@ -665,15 +669,28 @@ def _room_directory(cfg: Config, stores: Stores, clock: Clock) -> DirectoryServi
 
 
 def _room_directory_apis(
-    cfg: Config, stores: Stores, directory: DirectoryService, creator: EventCreationService
+    cfg: Config,
+    stores: Stores,
+    directory: DirectoryService,
+    creator: EventCreationService,
+    notifier: Notifier,
+    on_push_rules_change: Callable[[str], None],
 ) -> dict[str, list[object]]:
-    """Alias, directory and upgrade endpoints; hooks the ``m.room.canonical_alias`` check into
-    the event creation path. ``creator`` must be the one the room service uses (its per-room
-    locks serialise every write into a room)."""
+    """Alias, directory and upgrade endpoints; hooks the ``m.room.canonical_alias`` and
+    ``m.room.tombstone`` checks into the event creation path. ``creator`` must be the one the
+    room service uses (its per-room locks serialise every write into a room). An upgrade
+    carries the local members' push rules (``on_push_rules_change`` is told), tags and
+    ``m.direct`` over to the new room."""
     creator.add_state_check("m.room.canonical_alias", directory.check_canonical_alias)
+    creator.add_state_check("m.room.tombstone", check_tombstone)
     directory.set_state_sender(creator)
     max_body = cfg.limits.max_request_body_bytes
-    upgrades = RoomUpgradeService(stores.events, creator, directory)
+    settings = UserSettingsCarrier(
+        PushRulesService(stores.account_data, notifier, on_push_rules_change),
+        stores.account_data,
+        notifier,
+    )
+    upgrades = RoomUpgradeService(stores.events, creator, directory, settings)
     return {
         "client": [
             DirectoryApi(
@@ -1006,13 +1023,20 @@ async def serve_homeserver(
         directory = _room_directory(cfg, stores, clock)  # room directory (issue 6)
         rooms = _rooms(cfg, stores, clock, signing_key, notifier, aliases=directory)
         account_surface.profile.add_listener(rooms.profile_propagator)
-        directory_apis = _room_directory_apis(cfg, stores, directory, rooms.creator)
+        push_rules_changed: list[Callable[[str], None]] = []
+        directory_apis = _room_directory_apis(
+            cfg,
+            stores,
+            directory,
+            rooms.creator,
+            notifier,
+            lambda user_id: _call_each(push_rules_changed, user_id),
+        )
         media = _media(cfg, stores, clock)  # wiring: media (issue 9)
         e2ee = _e2ee(cfg, stores, clock, accounts.uia, notifier)  # wiring: e2ee (issue 8)
         announcer.add_deletion_listener(e2ee.keys.devices_deleted)
         announcer.add_deletion_listener(accounts.auth.devices_deleted)
         filter_apis = _filter_apis(cfg, stores)  # sync and filters (issue 7)
-        push_rules_changed: list[Callable[[str], None]] = []
         sync_endpoint = _sync_endpoint(
             stores,
             clock,

@@ -268,17 +268,24 @@ class EventCreationService:
         sender: str,
         content: Mapping[str, Any],
         is_public: bool = False,
+        room_id: str | None = None,
     ) -> CreatedEvent:
         """Create a room with its ``m.room.create`` event.
 
-        v12 room IDs are derived from the create event; earlier ones are ``!random:server``.
+        v12 room IDs are derived from the create event; earlier ones are ``!random:server``,
+        or ``room_id`` when given (from :meth:`new_room_id`: a room upgrade names the new room
+        in the old room's tombstone before creating it).
 
         Raises:
             MatrixError: 403 if the create event is not allowed (e.g. bad ``additional_creators``).
+            ValueError: ``room_id`` given for a room version whose IDs are derived.
         """
         v12 = room_version.room_id_format is RoomIdFormat.CREATE_EVENT_HASH
+        if room_id is not None and v12:
+            raise ValueError(f"room version {room_version.identifier} derives its room IDs")
+        chosen = room_id
         for attempt in range(_CREATE_ATTEMPTS):
-            room_id = None if v12 else _random_room_id(self._server_name)
+            room_id = chosen if chosen is not None or v12 else _random_room_id(self._server_name)
             # A v12 room ID is the create event's hash: the same user creating two rooms with
             # the same content in the same millisecond would get one ID, so bump the time.
             event = self._build(
@@ -305,12 +312,16 @@ class EventCreationService:
                         NewEvent(event, {}, None, new_room=row)
                     )
             except UniqueViolation:
-                if attempt + 1 == _CREATE_ATTEMPTS:
+                if chosen is not None or attempt + 1 == _CREATE_ATTEMPTS:
                     raise
                 continue
             self._notifier.on_new_event(room_id, result.stream_ordering, [sender])
             return CreatedEvent(event.event_id, room_id, result.stream_ordering)
         raise AssertionError("unreachable")
+
+    def new_room_id(self) -> str:
+        """A fresh ``!random:server`` room ID for :meth:`create_room_event` (v1-11)."""
+        return _random_room_id(self._server_name)
 
     async def create_event(
         self,
@@ -322,8 +333,15 @@ class EventCreationService:
         state_key: str | None = None,
         txn: TxnKey | None = None,
         redacts: str | None = None,
+        before_persist: Callable[[Event], Awaitable[None]] | None = None,
     ) -> CreatedEvent:
         """Build, sign, authorise and persist an event in ``room_id``, then notify.
+
+        ``before_persist`` is awaited with the built and authorised event before it is
+        persisted, while the room's lock is held (nothing else is sent into the room
+        meanwhile); if it raises, the event is not persisted. A room upgrade creates the new
+        room there, naming the tombstone in its ``predecessor`` (as Synapse does). It must not
+        send into ``room_id`` itself.
 
         Raises:
             NotFound: the room is unknown here.
@@ -378,6 +396,8 @@ class EventCreationService:
             if redacts is not None:
                 await self._check_redaction(room_version, event, redacts, auth_state)
             _check(room_version, event, auth_state)
+            if before_persist is not None:
+                await before_persist(event)
             try:
                 result = await self._events.persist_event(
                     NewEvent(event, state_before, group_before, txn=txn)

@@ -77,7 +77,9 @@ class PushRulesService:
     async def _edit(self, requester: Requester, edit: Callable[[PushRuleset], PushRuleset]) -> None:
         """Apply ``edit`` (pure; may run more than once) in one transaction, then notify."""
         _check_not_guest(requester)
-        user_id = requester.user_id
+        await self._edit_user(requester.user_id, edit)
+
+    async def _edit_user(self, user_id: str, edit: Callable[[PushRuleset], PushRuleset]) -> None:
 
         def change(current: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
             before = PushRuleset.from_content(user_id, current)
@@ -154,3 +156,10 @@ class PushRulesService:
             NotFound: no such rule.
         """
         await self._edit(requester, lambda rs: rs.with_actions(kind, rule_id, actions))
+
+    async def copy_room_rules(self, user_id: str, old_room_id: str, new_room_id: str) -> None:
+        """Copy ``user_id``'s rules about ``old_room_id`` to ``new_room_id`` (a room upgrade;
+        :meth:`PushRuleset.with_room_rules_copied`). Writes nothing when there is none."""
+        await self._edit_user(
+            user_id, lambda rs: rs.with_room_rules_copied(old_room_id, new_room_id)
+        )

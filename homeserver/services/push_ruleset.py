@@ -438,6 +438,45 @@ class PushRuleset:
         """
         return self._change(kind, rule_id, lambda r: replace(r, actions=actions))
 
+    def with_room_rules_copied(self, old_room_id: str, new_room_id: str) -> PushRuleset:
+        """Copy the user's enabled rules about ``old_room_id`` to ``new_room_id`` (a room
+        upgrade: "the server should automatically transfer/replicate some of the user's
+        personalized settings such as notifications").
+
+        As Synapse does: the room rule ``old_room_id`` becomes the room rule ``new_room_id``,
+        and an override or underride rule with an ``event_match`` condition on ``room_id`` for
+        the old room is copied with the room ID replaced in its conditions and its rule ID
+        (a rule whose ID does not name the old room is not copied: its copy would have the
+        same ID). A rule already there for the new room is left as it is; the copies are the
+        most important rules of their kind, in their old order.
+        """
+        user = dict(self._user)
+        for kind in KINDS:
+            existing = {r.rule_id for r in user[kind]}
+            copies: list[PushRule] = []
+            for rule in user[kind]:
+                if not rule.enabled:
+                    continue
+                if kind == "room":
+                    if rule.rule_id == old_room_id and new_room_id not in existing:
+                        copies.append(replace(rule, rule_id=new_room_id))
+                    continue
+                if rule.conditions is None or not any(
+                    _matches_room(c, old_room_id) for c in rule.conditions
+                ):
+                    continue
+                new_id = rule.rule_id.replace(old_room_id, new_room_id)
+                if new_id == rule.rule_id or new_id in existing:
+                    continue
+                conditions = tuple(
+                    {**c, "pattern": new_room_id} if _matches_room(c, old_room_id) else c
+                    for c in rule.conditions
+                )
+                copies.append(replace(rule, rule_id=new_id, conditions=conditions))
+            if copies:
+                user[kind] = (*copies, *user[kind])
+        return PushRuleset(self.user_id, user, self._defaults)
+
     def _change(self, kind: str, rule_id: str, edit: Callable[[PushRule], PushRule]) -> PushRuleset:
         self.get(kind, rule_id)
         user = [edit(r) if r.rule_id == rule_id else r for r in self._user[kind]]
@@ -448,6 +487,14 @@ class PushRuleset:
 
     def _replace_user(self, kind: str, rules: Sequence[PushRule]) -> PushRuleset:
         return PushRuleset(self.user_id, {**self._user, kind: rules}, self._defaults)
+
+
+def _matches_room(condition: JsonObject, room_id: str) -> bool:
+    return (
+        condition.get("kind") == "event_match"
+        and condition.get("key") == "room_id"
+        and condition.get("pattern") == room_id
+    )
 
 
 def _with_stored_settings(kind: str, definition: JsonObject, stored: Any) -> PushRule:

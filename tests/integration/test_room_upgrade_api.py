@@ -113,7 +113,7 @@ async def test_upgrade(server: RunningServer, old: str, new: str) -> None:
         assert tombstone["content"]["body"] and tombstone["sender"] == alice.user_id
         old_power = old_state[("m.room.power_levels", "")]["content"]
         assert old_power["events_default"] == 50 and old_power["invite"] == 50
-        assert old_state[("m.room.canonical_alias", "")]["content"] == {"alt_aliases": []}
+        assert old_state[("m.room.canonical_alias", "")]["content"] == {}
         r = await c.put(f"{V3}/rooms/{room}/send/m.room.message/t2", json={"body": "late"})
         assert r.status_code == 403  # regular members can no longer talk there
 
@@ -121,7 +121,10 @@ async def test_upgrade(server: RunningServer, old: str, new: str) -> None:
         new_state = await _state(a, replacement)
         create = new_state[("m.room.create", "")]["content"]
         assert create["room_version"] == new
-        assert create["predecessor"] == {"room_id": room, "event_id": last}
+        if new == "12":  # the new room's ID is its create event's hash: it comes first
+            assert create["predecessor"] == {"room_id": room, "event_id": last}
+        else:  # as Synapse: the predecessor names the old room's tombstone
+            assert create["predecessor"] == {"room_id": room, "event_id": tombstone["event_id"]}
         assert "creator" not in create  # v11+
         if new == "12":
             assert create["additional_creators"] == [bob.user_id]
@@ -233,3 +236,112 @@ async def test_upgrade_of_a_v9_space_with_string_power_levels(server: RunningSer
         assert final["users"][bob.user_id] == 50 and final["events_default"] == 0
         old_power = (await _state(a, space))[("m.room.power_levels", "")]["content"]
         assert old_power["events_default"] == 50 and old_power["invite"] == 50
+
+
+async def test_upgrade_fills_in_missing_state_and_carries_personal_settings_over(
+    server: RunningServer,
+) -> None:
+    """As Synapse: state the old room lacks gets the private_chat preset's values; every local
+    member's push rules about the room, tags on it and ``m.direct`` entry are carried over
+    at upgrade time (before they join); a tombstone naming its own room is refused."""
+    alice = User(server, await server.register("alice"))
+    bob = User(server, await server.register("bob"))
+    carol = User(server, await server.register("carol"))
+    async with alice.client as a, bob.client as b, carol.client as c:
+        r = await a.post(f"{V3}/createRoom", json={"preset": "public_chat", "room_version": "10"})
+        room = r.json()["room_id"]
+        for user in (b, c):
+            assert (await user.post(f"{V3}/rooms/{room}/join", json={})).status_code == 200
+        assert (await c.post(f"{V3}/rooms/{room}/leave", json={})).status_code == 200
+        before = await _state(a, room)
+        assert ("m.room.guest_access", "") not in before
+        # bob's settings about the room; carol (no longer a member) has the same ones
+        override = {
+            "conditions": [{"kind": "event_match", "key": "room_id", "pattern": room}],
+            "actions": ["notify", {"set_tweak": "sound", "value": "default"}],
+        }
+        for user in (b, c):
+            rules = f"{V3}/pushrules/global"
+            r = await user.put(f"{rules}/room/{quote(room)}", json={"actions": ["dont_notify"]})
+            assert r.status_code == 200, r.text
+            r = await user.put(f"{rules}/override/loud-{quote(room)}", json=override)
+            assert r.status_code == 200, r.text
+            r = await user.put(f"{rules}/override/other", json={**override, "conditions": []})
+            assert r.status_code == 200, r.text
+        r = await b.put(f"{V3}/pushrules/global/override/off-{quote(room)}", json=override)
+        assert r.status_code == 200
+        r = await b.put(
+            f"{V3}/pushrules/global/override/off-{quote(room)}/enabled", json={"enabled": False}
+        )
+        assert r.status_code == 200
+        r = await b.put(
+            f"{V3}/user/{bob.user_id}/rooms/{room}/tags/m.favourite", json={"order": 0.5}
+        )
+        assert r.status_code == 200, r.text
+        direct = {alice.user_id: ["!other:test.local", room], "@x:test.local": ["!y:test.local"]}
+        r = await b.put(f"{V3}/user/{bob.user_id}/account_data/m.direct", json=direct)
+        assert r.status_code == 200, r.text
+
+        r = await a.post(f"{V3}/rooms/{room}/upgrade", json={"new_version": "11"})
+        assert r.status_code == 200, r.text
+        replacement = r.json()["replacement_room"]
+
+        state = await _state(a, replacement)
+        assert state[("m.room.guest_access", "")]["content"] == {"guest_access": "can_join"}
+        assert state[("m.room.join_rules", "")]["content"] == {"join_rule": "public"}
+        assert state[("m.room.history_visibility", "")]["content"] == {
+            "history_visibility": "shared"
+        }
+
+        ruleset = (await b.get(f"{V3}/pushrules/")).json()["global"]
+        assert ruleset["room"][0] == {
+            "rule_id": replacement,
+            "default": False,
+            "enabled": True,
+            "actions": ["dont_notify"],
+        }
+        copied = {r["rule_id"]: r for r in ruleset["override"]}
+        assert copied[f"loud-{replacement}"]["conditions"] == [
+            {"kind": "event_match", "key": "room_id", "pattern": replacement}
+        ]
+        assert copied[f"loud-{replacement}"]["actions"] == override["actions"]
+        assert f"loud-{room}" in copied and "other" in copied  # the old ones stay
+        assert f"off-{replacement}" not in copied  # disabled rules are not copied
+        tags = (await b.get(f"{V3}/user/{bob.user_id}/rooms/{replacement}/tags")).json()
+        assert tags == {"tags": {"m.favourite": {"order": 0.5}}}
+        r = await b.get(f"{V3}/user/{bob.user_id}/account_data/m.direct")
+        assert r.json() == {
+            alice.user_id: ["!other:test.local", room, replacement],
+            "@x:test.local": ["!y:test.local"],
+        }
+        # carol had left: nothing of hers is carried over
+        carol_rules = (await c.get(f"{V3}/pushrules/")).json()["global"]
+        assert all(r["rule_id"] != replacement for r in carol_rules["room"])
+
+        # a tombstone naming its own room is refused; another room is fine
+        url = f"{V3}/rooms/{replacement}/state/m.room.tombstone"
+        r = await a.put(url, json={"body": "x", "replacement_room": replacement})
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_INVALID_PARAM")
+        r = await a.put(url, json={"body": "x", "replacement_room": room})
+        assert r.status_code == 200, r.text
+
+
+async def test_upgrade_of_a_room_the_user_has_nothing_to_carry_over_for(
+    server: RunningServer,
+) -> None:
+    """Nothing stored for the room: nothing is written (no push rules, tags or m.direct)."""
+    alice = User(server, await server.register("alice"))
+    async with alice.client as a:
+        r = await a.post(f"{V3}/createRoom", json={"room_version": "10"})
+        room = r.json()["room_id"]
+        r = await a.post(f"{V3}/rooms/{room}/upgrade", json={"new_version": "10"})
+        assert r.status_code == 200, r.text
+        replacement = r.json()["replacement_room"]
+        r = await a.get(f"{V3}/user/{alice.user_id}/account_data/m.direct")
+        assert r.status_code == 404
+        r = await a.get(f"{V3}/user/{alice.user_id}/rooms/{replacement}/tags")
+        assert r.json() == {"tags": {}}
+        state = await _state(a, replacement)
+        # private_chat: the old room's own join rule and history visibility are copied
+        assert state[("m.room.join_rules", "")]["content"] == {"join_rule": "invite"}
+        assert state[("m.room.guest_access", "")]["content"] == {"guest_access": "can_join"}

@@ -239,6 +239,30 @@ def test_before_after_must_name_a_user_rule_of_the_kind() -> None:
         rs.with_rule("override", rule("override", "y"), before="nope")
 
 
+def test_room_rules_are_copied_to_an_upgraded_room() -> None:
+    old, new = "!old:test.local", "!new:test.local"
+    on_old = [{"kind": "event_match", "key": "room_id", "pattern": old}]
+    rs = PushRuleset.defaults(ALICE)
+    rs = rs.with_rule("room", rule("room", old, actions=["dont_notify"]))
+    rs = rs.with_rule("room", rule("room", "!else:test.local"))
+    rs = rs.with_rule("override", rule("override", f"x{old}", conditions=on_old))
+    rs = rs.with_rule("override", rule("override", "same-id", conditions=on_old))
+    rs = rs.with_rule("underride", rule("underride", f"off{old}", conditions=on_old))
+    rs = rs.with_enabled("underride", f"off{old}", False)
+    copied = rs.with_room_rules_copied(old, new)
+    assert ids(copied, "room") == [new, "!else:test.local", old]
+    assert copied.get("room", new).actions == ("dont_notify",)
+    assert ids(copied, "override")[1:4] == [f"x{new}", "same-id", f"x{old}"]
+    assert copied.get("override", f"x{new}").conditions == (
+        {"kind": "event_match", "key": "room_id", "pattern": new},
+    )
+    assert f"off{new}" not in ids(copied, "underride")  # disabled: not copied
+    # nothing about the room, or copied already: the same ruleset
+    assert copied.with_room_rules_copied(old, new).to_content() == copied.to_content()
+    plain = PushRuleset.defaults(ALICE)
+    assert plain.with_room_rules_copied(old, new).to_content() == plain.to_content()
+
+
 def test_edits_return_new_rulesets() -> None:
     rs = PushRuleset.defaults(ALICE)
     changed = rs.with_rule("override", rule("override", "x"))
