@@ -86,9 +86,10 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import AnnouncingDeviceStore, DeviceListAnnouncer
 from homeserver.services.devices import DeviceService
-from homeserver.services.directory import DirectoryService  # room directory (issue 6)
+from homeserver.services.directory import DirectoryService, RemoteDirectory
 from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee (issue 8)
 from homeserver.services.events import EventCreationService  # rooms (issue 6)
+from homeserver.services.federation_directory import FederatedDirectory
 from homeserver.services.federation_inbound import (  # federation: inbound
     EduRegistry,
     FederationInbound,
@@ -656,8 +657,11 @@ async def _run_live_layer(
 # --- room directory and upgrades (issue 6) -------------------------------------------------------
 
 
-def _room_directory(cfg: Config, stores: Stores, clock: Clock) -> DirectoryService:
-    """Aliases and the published room directory (the room service resolves aliases with it)."""
+def _room_directory(
+    cfg: Config, stores: Stores, clock: Clock, *, remote: RemoteDirectory | None
+) -> DirectoryService:
+    """Aliases and the published room directory (the room service resolves aliases with it);
+    ``remote`` asks other servers about theirs."""
     return DirectoryService(
         stores.room_aliases,
         stores.room_directory,
@@ -665,6 +669,7 @@ def _room_directory(cfg: Config, stores: Stores, clock: Clock) -> DirectoryServi
         clock,
         server_name=cfg.server_name,
         config=cfg.room_directory,
+        remote=remote,
     )
 
 
@@ -1020,7 +1025,14 @@ async def serve_homeserver(
             notifier,
             on_global_account_data=live.global_account_data_changed,
         )
-        directory = _room_directory(cfg, stores, clock)  # room directory (issue 6)
+        federation_keys = _federation_keys(cfg, db, clock, signing_key)  # federation: keys
+        federation_client = FederationClient(federation_keys.transport)
+        directory = _room_directory(  # room directory; other servers' through federation
+            cfg,
+            stores,
+            clock,
+            remote=FederatedDirectory(federation_client) if cfg.federation.enabled else None,
+        )
         rooms = _rooms(cfg, stores, clock, signing_key, notifier, aliases=directory)
         account_surface.profile.add_listener(rooms.profile_propagator)
         push_rules_changed: list[Callable[[str], None]] = []
@@ -1047,7 +1059,6 @@ async def serve_homeserver(
             push_rules_changed=push_rules_changed,
         )
         registration_lock = _registration_lock(cfg, stores, clock, accounts)
-        federation_keys = _federation_keys(cfg, db, clock, signing_key)  # federation: keys
         federation_inbound = _federation_inbound(  # federation: inbound transactions
             cfg,
             db,

@@ -144,6 +144,8 @@ def _config(directory: Path, federation_port: int, client_port: int) -> dict[str
         "report_stats": False,
         "trusted_key_servers": [],
         "suppress_key_server_warning": True,
+        "allow_public_rooms_over_federation": True,
+        "room_list_publication_rules": [{"action": "allow"}],
         "enable_registration": True,
         "enable_registration_without_verification": True,
         "bcrypt_rounds": 4,

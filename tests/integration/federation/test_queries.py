@@ -85,3 +85,34 @@ async def test_profile_alias_and_public_rooms_queries(
         r = await c.get(f"{Q}/query/profile?user_id={quote(bob['user_id'])}")
         assert r.status_code == 401 and r.json()["errcode"] == "M_UNAUTHORIZED"
         assert (await c.get(f"{Q}/publicRooms")).status_code == 401
+
+    # A's users see B's aliases and directory through A (A asks B over federation)
+    async with a.client() as c:
+        r = await c.post(
+            f"{V3}/register",
+            json={
+                "username": "amy",
+                "password": "correct horse",
+                "auth": {"type": "m.login.dummy"},
+            },
+        )
+        c.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        r = await c.get(f"{V3}/directory/room/{quote(alias)}")
+        assert r.status_code == 200, r.text
+        assert r.json() == {"room_id": room_id, "servers": [b.server_name]}
+        r = await c.get(f"{V3}/directory/room/{quote(f'#nope:{b.server_name}')}")
+        assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND"
+        r = await c.get(f"{V3}/publicRooms", params={"server": b.server_name})
+        assert r.status_code == 200, r.text
+        assert [x["room_id"] for x in r.json()["chunk"]] == [room_id]
+        r = await c.post(
+            f"{V3}/publicRooms",
+            params={"server": b.server_name},
+            json={"filter": {"generic_search_term": "lobby"}},
+        )
+        assert [x["name"] for x in r.json()["chunk"]] == ["Lobby"]
+        # a server that does not answer: 502, not our error passed through
+        r = await c.get(f"{V3}/publicRooms", params={"server": "127.0.0.1:1"})
+        assert r.status_code == 502, r.text
+        r = await c.get(f"{V3}/directory/room/{quote('#x:127.0.0.1:1')}")
+        assert r.status_code == 502, r.text

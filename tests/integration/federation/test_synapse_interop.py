@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import trio
 
 from federation.core.signing import SigningKey, verify_signed_json
 from federation.core.xmatrix import sign_request
@@ -115,3 +116,27 @@ async def test_keys_and_signed_requests_both_ways(
         assert r.status_code == 200, r.text
         assert r.json()["room_id"] == room_id
         assert r.json()["servers"] == [ours.server_name]
+        r = await c.post(
+            "/_matrix/client/v3/createRoom",
+            json={"room_alias_name": "garden", "preset": "public_chat", "visibility": "public"},
+        )
+        assert r.status_code == 200, r.text
+        synapse_room = r.json()["room_id"]
+
+    # ... and we ask Synapse: our user resolves a Synapse alias and reads its directory.
+    async with ours.client(headers={"Authorization": f"Bearer {alice['access_token']}"}) as c:
+        r = await c.get(f"/_matrix/client/v3/directory/room/{quote(f'#garden:{peer.server_name}')}")
+        assert r.status_code == 200, r.text
+        assert r.json()["room_id"] == synapse_room
+        assert peer.server_name in r.json()["servers"]
+        # Synapse updates its directory in the background: wait for the room to be listed.
+        with trio.fail_after(20):
+            while True:
+                r = await c.get(
+                    "/_matrix/client/v3/publicRooms", params={"server": peer.server_name}
+                )
+                assert r.status_code == 200, r.text
+                if r.json()["chunk"]:
+                    break
+                await trio.sleep(0.2)
+        assert [x["room_id"] for x in r.json()["chunk"]] == [synapse_room]
