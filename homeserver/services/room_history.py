@@ -358,11 +358,22 @@ class RoomHistory:
     ) -> MessagesPage:
         """A page of the room's timeline in topological order (``b``: newest first), less the
         events history visibility hides and the filter excludes."""
-        await self._history_access(requester, room_id)
+        access = await self._history_access(requester, room_id)
         if event_filter is not None and event_filter.limit is not None:
             limit = min(limit, event_filter.limit)
         limit = max(1, min(limit, _MAX_LIMIT))
         start = await self._start_position(room_id, from_token, direction)
+        if (
+            direction == "b"
+            and access.membership in ("leave", "ban")
+            and access.member_depth is not None
+            and access.member_stream is not None
+            and access.history_visibility != "world_readable"
+        ):
+            # a user who left pages back from their leave (from any later token), not through
+            # events they cannot see (SyTest "Can get rooms/{roomId}/messages for a departed
+            # room")
+            start = min(start, (access.member_depth, access.member_stream + 1))
         stop = await self._start_position(room_id, to_token, direction) if to_token else None
         if event_filter is not None and not event_filter.includes_room(room_id):
             return MessagesPage([], from_token or _pos_token(start), None)

@@ -152,3 +152,33 @@ async def test_guests_need_guest_access_and_leave_when_it_is_revoked(
         assert (await a.get(bob_member)).json()["membership"] == "join"
         r = await g.post(f"{V3}/rooms/{room_id}/join", json={})
         assert r.status_code == 403 and r.json()["errcode"] == "M_GUEST_ACCESS_FORBIDDEN"
+
+
+async def test_a_departed_user_pages_back_from_their_leave(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    async with alice.client as a, bob.client as b:
+        room_id = await _room(a, preset="public_chat")
+        assert (await b.post(f"{V3}/rooms/{room_id}/join", json={})).status_code == 200
+        await _send(a, room_id, "M1", "t1")
+        await _send(a, room_id, "M2", "t2")
+        assert (await b.post(f"{V3}/rooms/{room_id}/leave", json={})).status_code == 200
+        for i in range(3):
+            await _send(a, room_id, f"after {i}", f"t{3 + i}")
+        messages = f"{V3}/rooms/{room_id}/messages"
+        r = await b.get(messages, params={"dir": "b", "limit": 2})
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert page["chunk"][0]["content"]["membership"] == "leave"
+        assert page["chunk"][1]["content"]["body"] == "M2"
+        assert "end" in page
+        r = await b.get(messages, params={"dir": "b", "limit": 1, "from": page["end"]})
+        assert r.json()["chunk"][0]["content"]["body"] == "M1"
+        # alice, still joined, pages from the newest event
+        r = await a.get(messages, params={"dir": "b", "limit": 1})
+        assert r.json()["chunk"][0]["content"]["body"] == "after 2"
+        # from a /sync token (after the leave) as well
+        r = await b.get(f"{V3}/sync")
+        since = r.json()["next_batch"]
+        r = await b.get(messages, params={"dir": "b", "limit": 2, "from": since})
+        assert [e["content"].get("body") for e in r.json()["chunk"]] == [None, "M2"]
