@@ -442,6 +442,7 @@ def _rooms(
     )
     relations = RelationsService(stores.relations, stores.events, rooms.history, visibility, clock)
     rooms.history.use_unsigned_source(relations)
+    creator.add_content_check(relations.check_new_event)
     return _Rooms(
         rooms,
         creator,

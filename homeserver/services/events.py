@@ -58,6 +58,7 @@ _VERSION_CACHE_SIZE = 10_000
 _CREATE_ATTEMPTS = 5
 
 __all__ = [
+    "ContentCheck",
     "CreatedEvent",
     "EventCreationService",
     "StateContentCheck",
@@ -68,6 +69,9 @@ __all__ = [
 #: A check of a local state event's content before it is built: ``(room_id, content)``; raises
 #: a MatrixError to refuse it. Registered with :meth:`EventCreationService.add_state_check`.
 StateContentCheck = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+#: A check of every local event's content before it is built: ``(room_id, event_type,
+#: content)``; raises a MatrixError to refuse it (:meth:`EventCreationService.add_content_check`).
+ContentCheck = Callable[[str, str, Mapping[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +247,7 @@ class EventCreationService:
         # room versions never change: a bounded cache saves a read per event
         self._versions: dict[str, RoomVersion] = {}
         self._state_checks: dict[str, StateContentCheck] = {}
+        self._content_checks: list[ContentCheck] = []
         self._listeners: list[Callable[[str, str, str], None]] = []
 
     def room_written_elsewhere(self, room_id: str) -> None:
@@ -254,6 +259,12 @@ class EventCreationService:
         """Call ``listener(room_id, sender, event_type)`` after each new local event is
         persisted (typing stops when its user sends). Must be cheap and must not raise."""
         self._listeners.append(listener)
+
+    def add_content_check(self, check: ContentCheck) -> None:
+        """Run ``check`` on the content of every local event before it is built (e.g. the
+        relations rules: no thread from an event that has a relation). Wired once in
+        ``app.py``; must be cheap for events it does not concern."""
+        self._content_checks.append(check)
 
     def add_state_check(self, event_type: str, check: StateContentCheck) -> None:
         """Run ``check`` on the content of every local ``event_type`` state event (state key
@@ -352,6 +363,8 @@ class EventCreationService:
         check = self._state_checks.get(event_type) if state_key == "" else None
         if check is not None:
             await check(room_id, content)  # e.g. canonical alias validation (room directory)
+        for content_check in self._content_checks:
+            await content_check(room_id, event_type, content)
         async with self.locks.hold(room_id):
             room_version = await self._room_version(room_id)
             keys = auth_types_for_event(room_version, event_type, state_key, sender, content)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from homeserver.clock import Clock
-from homeserver.errors import InvalidParam
+from homeserver.errors import Codes, InvalidParam, MatrixError
 from homeserver.services.events import client_event
 from homeserver.services.requester import Requester
 from homeserver.services.room_history import RoomHistory
@@ -212,6 +212,36 @@ class RelationsService:
             for s in await self._visibility.filter_events_for_user(user_id, ordered):
                 out.add(s.event.event_id)
         return out
+
+    # --- new events ---------------------------------------------------------------------------
+
+    async def check_new_event(
+        self, room_id: str, event_type: str, content: Mapping[str, Any]
+    ) -> None:
+        """The relation rules a local event must follow (wired as a content check of the event
+        creation path).
+
+        Spec › Threading: "It is not possible to create a thread from an event which itself is
+        the child of an event relationship (i.e., one with an ``m.relates_to`` property with a
+        ``rel_type`` property)"; › Validation of ``m.thread`` relationships: such a request
+        "should receive a HTTP 400 error response" (``M_UNKNOWN``: no specific code exists).
+
+        Raises:
+            MatrixError: 400 ``M_UNKNOWN`` for a thread started from an event with a relation.
+        """
+        relates = content.get("m.relates_to")
+        if not isinstance(relates, Mapping) or relates.get("rel_type") != "m.thread":
+            return
+        parent_id = relates.get("event_id")
+        if not isinstance(parent_id, str):
+            return
+        parent = await self._events.get_event(parent_id)
+        if parent is None or client_event(parent)["room_id"] != room_id:
+            return
+        if relation_of(parent.event) is not None:  # "an m.relates_to property with a rel_type"
+            raise MatrixError(
+                400, Codes.UNKNOWN, "Cannot start a thread from an event with a relation"
+            )
 
     # --- GET /relations ------------------------------------------------------------------------
 

@@ -294,8 +294,21 @@ async def test_bad_requests(server: RunningServer) -> None:
         async with server.client() as anon:
             r = await anon.get(base)
             assert r.status_code == 401
+        # a thread cannot start from an event that has a relation (spec: 400 M_UNKNOWN)
+        reply = await _send(a, room_id, _in_thread(root, "in a thread"))
+        r = await a.put(
+            f"{V3}/rooms/{room_id}/send/m.room.message/nested", json=_in_thread(reply, "nested")
+        )
+        assert r.status_code == 400 and r.json()["errcode"] == "M_UNKNOWN", r.text
+        edit = await _send(a, room_id, _edit(root, "edited"))
+        r = await a.put(f"{V3}/rooms/{room_id}/send/m.room.message/e", json=_in_thread(edit, "x"))
+        assert r.status_code == 400
+        # a rich reply has no rel_type: a thread may start from it
+        rich = await _send(a, room_id, _text("re", **{"m.relates_to": {"m.in_reply_to": {}}}))
+        await _send(a, room_id, _in_thread(rich, "from a reply"))
         # malformed relations are not relations
         await _send(a, room_id, _text("x", **{"m.relates_to": {"rel_type": 5, "event_id": root}}))
         await _send(a, room_id, _text("x", **{"m.relates_to": "nope"}))
-        r = await a.get(base)
-        assert r.status_code == 200 and r.json()["chunk"] == []
+        r = await a.get(base, params={"limit": 50})
+        assert r.status_code == 200
+        assert [e["event_id"] for e in r.json()["chunk"]] == [edit, reply]
