@@ -211,6 +211,9 @@ class PresenceService:
             live.last_active_ts = now
             live.currently_active = True
         elif target == UNAVAILABLE and live.state != UNAVAILABLE:
+            if live.state == OFFLINE and live.last_active_ts == 0:
+                # connecting for the first time: "last active" is now, as a client shows it
+                live.last_active_ts = now
             live.state = UNAVAILABLE
             live.currently_active = False
         self._mark(user_id, live)
@@ -294,6 +297,32 @@ class PresenceService:
             else:
                 continue
             out.append({"type": "m.presence", "sender": row.user_id, "content": content})
+        return out
+
+    async def presence_of(
+        self, viewer: str, user_ids: Collection[str], to_pos: int
+    ) -> list[JsonDict]:
+        """``m.presence`` events with the current presence of ``user_ids`` (users who newly
+        share a room with ``viewer``: their presence may not have changed in the sync's range,
+        yet the viewer has never seen it), as of ``to_pos``, with the targets' privacy applied.
+        Users who never published presence, or hide it, are ``offline``."""
+        if not self._cfg.enabled or not user_ids:
+            return []
+        rows = {
+            row.user_id: (row, privacy)
+            for row, privacy in await self._store.changes_for(viewer, None, to_pos)
+        }
+        out: list[JsonDict] = []
+        for user_id in sorted(user_ids):
+            found = rows.get(user_id)
+            content: JsonDict = {"presence": OFFLINE}
+            if found is not None and (
+                user_id == viewer or privacy_of(found[1]) != LastSeenPrivacy.NOBODY
+            ):
+                row = found[0]
+                live = self._live.get(user_id)
+                content = self._content(row.state, row.status_msg, row.currently_active, live, row)
+            out.append({"type": "m.presence", "sender": user_id, "content": content})
         return out
 
     def _content(

@@ -112,6 +112,10 @@ class PresenceSource(Protocol):
         self, user_id: str, from_pos: int | None, to_pos: int
     ) -> list[JsonDict]: ...
 
+    async def presence_of(
+        self, viewer: str, user_ids: Collection[str], to_pos: int
+    ) -> list[JsonDict]: ...
+
 
 class E2eeSource(Protocol):
     async def to_device_messages(
@@ -186,6 +190,9 @@ class _Response:
     #: someone's membership in a shared room may have changed in the range (so the device
     #: lists of the users who came or went must be looked at)
     memberships_moved: bool = False
+    #: users who newly share a room with the user (their presence is sent whether or not it
+    #: changed in the range)
+    newly_shared: set[str] = field(default_factory=set)
 
     def is_empty(self) -> bool:
         return not (
@@ -496,6 +503,11 @@ class SyncService:
             ):
                 continue  # everything in the range was filtered out: nothing to tell
             response.join[room_id] = entry
+            if since is not None and not req.full_state:
+                if room_id in full_rooms:
+                    response.newly_shared.update(await self._store.joined_members(room_id))
+                else:
+                    response.newly_shared.update(_joined_in(entry))
             if entry.get("summary") is not None or entry["timeline"]["limited"]:
                 # members may have come or gone (summary: member events in the entry)
                 response.memberships_moved = True
@@ -986,6 +998,12 @@ class SyncService:
                     req.user_id, from_pos, now.get(StreamName.PRESENCE)
                 )
                 response.presence = [e for e in events if req.filter.presence.matches(e)]
+            newly = response.newly_shared - {req.user_id} - {e["sender"] for e in response.presence}
+            if newly:
+                events = await self._presence.presence_of(
+                    req.user_id, newly, now.get(StreamName.PRESENCE)
+                )
+                response.presence += [e for e in events if req.filter.presence.matches(e)]
         if self._e2ee is None or req.device_id is None:
             return
         device = req.device_id
@@ -1036,6 +1054,18 @@ def _calculate_state(
             if event_id not in previous_ids and event_id not in shown:
                 out[key] = event_id
     return out
+
+
+def _joined_in(entry: JsonDict) -> set[str]:
+    """Users whose join is among the entry's timeline or state events."""
+    return {
+        str(e["state_key"])
+        for e in (*entry["timeline"]["events"], *entry["state"]["events"])
+        if e.get("type") == "m.room.member"
+        and isinstance(e.get("content"), dict)
+        and e["content"].get("membership") == "join"
+        and isinstance(e.get("state_key"), str)
+    }
 
 
 def _stripped(stored: StoredEvent) -> JsonDict:

@@ -191,6 +191,12 @@ _HERO_CANDIDATES = (
     .limit(bindparam("limit", type_=BigInteger))
 )
 
+_JOINED_MEMBERS = select(current_state.c.state_key).where(
+    current_state.c.room_id == bindparam("room_id", type_=Text),
+    current_state.c.type == "m.room.member",
+    current_state.c.membership == "join",
+)
+
 # The room's name and canonical alias events (whether the summary needs heroes).
 _NAMING_STATE = (
     select(events.c.type, events.c.json)
@@ -354,6 +360,14 @@ class SyncStore:
             return [decode_event_row(r) for r in rows]
 
         return await self._db.read(work, name="sync_older_events")
+
+    async def joined_members(self, room_id: str) -> list[str]:
+        """The users joined to the room now."""
+
+        async def work(conn: Conn) -> list[str]:
+            return [str(r[0]) for r in await conn.fetch_all(_JOINED_MEMBERS, {"room_id": room_id})]
+
+        return await self._db.read(work, name="sync_joined_members")
 
     async def summary(self, room_id: str, user_id: str) -> tuple[dict[str, int], list[str] | None]:
         """Member counts by membership, and up to 5 hero candidates (other joined or invited

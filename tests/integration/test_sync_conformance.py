@@ -348,3 +348,54 @@ async def test_summary_heroes_only_for_unnamed_rooms(server: RunningServer) -> N
         await bob.client.post(f"{V3}/rooms/{unnamed}/leave", json={})
         room = (await alice.sync(since=since, filter=lazy))["rooms"]["join"][unnamed]
         assert room["summary"] == {"m.joined_member_count": 1, "m.invited_member_count": 0}
+
+
+# --- presence of users who newly share a room ---------------------------------------------------
+
+
+def _presence(body: dict[str, Any], sender: str) -> list[dict[str, Any]]:
+    return [e["content"] for e in body["presence"]["events"] if e["sender"] == sender]
+
+
+async def test_presence_of_newly_shared_users(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    async with alice.client, bob.client:
+        room_id = await alice.create_room(preset="public_chat")
+        r = await alice.client.put(
+            f"{V3}/presence/{alice.user_id}/status", json={"presence": "online"}
+        )
+        assert r.status_code == 200
+        # wait until alice's presence is written (the writer runs in the background)
+        since = None
+        for _ in range(50):
+            body = await alice.sync(
+                set_presence="offline", timeout=1000, **({"since": since} if since else {})
+            )
+            since = body["next_batch"]
+            if _presence(body, alice.user_id):
+                break
+        else:
+            raise AssertionError("alice's presence was never written")
+        bob_since = (await bob.sync(set_presence="offline"))["next_batch"]
+        alice_since = (await alice.sync(set_presence="offline"))["next_batch"]
+        await bob.join(room_id)
+        # bob newly shares a room with alice: her presence, although it did not change
+        inc = await bob.sync(since=bob_since, set_presence="offline")
+        assert [c["presence"] for c in _presence(inc, alice.user_id)] == ["online"]
+        # and the next sync does not repeat it
+        again = await bob.sync(since=inc["next_batch"], set_presence="offline")
+        assert _presence(again, alice.user_id) == []
+        # alice sees bob, who never published presence: offline
+        inc = await alice.sync(since=alice_since, set_presence="offline")
+        assert _presence(inc, bob.user_id) == [{"presence": "offline"}]
+
+
+async def test_set_presence_unavailable_from_sync(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    async with alice.client:
+        r = await alice.client.get(f"{V3}/sync", params={"set_presence": "away"})
+        assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_PARAM"
+        await alice.sync(set_presence="unavailable")
+        status = (await alice.client.get(f"{V3}/presence/{alice.user_id}/status")).json()
+        assert status["presence"] == "unavailable" and status["last_active_ago"] >= 0
