@@ -43,6 +43,7 @@ from homeserver.api.client.capabilities import CapabilitiesApi
 from homeserver.api.client.devices import DevicesApi
 from homeserver.api.client.directory import DirectoryApi  # room directory (issue 6)
 from homeserver.api.client.filter import FilterApi  # sync and filters (issue 7)
+from homeserver.api.client.hierarchy import HierarchyApi  # spaces
 from homeserver.api.client.keys import KeysApi  # e2ee (issue 8)
 from homeserver.api.client.legacy import EventStreamEndpoint, LegacyPrefix, LegacySendApi
 from homeserver.api.client.login import LoginApi
@@ -105,6 +106,7 @@ from homeserver.services.health import HealthService
 from homeserver.services.ignored_users import IgnoredUsers
 from homeserver.services.key_backup import KeyBackupService  # e2ee (issue 8)
 from homeserver.services.keys import KeyService  # e2ee (issue 8)
+from homeserver.services.hierarchy import HierarchyService  # spaces
 from homeserver.services.media import MediaService  # media (issue 9)
 from homeserver.services.media_blobs import BlobLocks  # media (issue 9)
 from homeserver.services.media_retention import MediaRetention  # media (issue 9)
@@ -385,6 +387,7 @@ def _account_surface(
             UserDirectoryApi(
                 UserDirectoryService(
                     stores.user_directory,
+            HierarchyApi(HierarchyService(stores.events)),  # spaces (/versions v1.2)
                     search_all_users=cfg.user_directory.search_all_users,
                 )
             ),

@@ -7,10 +7,20 @@ to decide which endpoints and behaviours to use: matrix-js-sdk 37 refuses server
 switches features on at v1.5+; Element uses authenticated media (``/_matrix/client/v1/media``)
 only when the server lists v1.11 and otherwise falls back to the unauthenticated endpoints, which
 v1.11 servers may freeze. Listing v1.1-v1.12 says: the v3 endpoints, refresh tokens (v1.3),
-``m.login.registration_token`` (v1.2), authenticated media (v1.11). v1.13 and later are not
-listed because parts of them are not here (v1.13 ``POST /rooms/{roomId}/report``, v1.14
-``/users/{userId}/report``, v1.15 ``/room_summary`` and OAuth 2.0 server metadata); the profile
-fields of v1.16 work and are announced through the ``m.profile_fields`` capability.
+``m.login.registration_token`` and the space hierarchy (v1.2), threads (v1.4),
+``timestamp_to_event`` (v1.6), asynchronous uploads (v1.7), authenticated media (v1.11).
+``tests/integration/test_versions_api.py`` checks that every endpoint the spec marks as added in
+a listed version is served, except the optional ones: SSO redirects (no SSO login type), ``POST
+/login/get_token`` (no ``m.get_login_token`` capability), the application service ping (no
+application services), ``/.well-known/matrix/support`` (its 404 means "no support
+information"). v1.13 and later are not listed because parts of them are not here (v1.13 ``POST
+/rooms/{roomId}/report``, v1.14 ``/users/{userId}/report``, v1.15 ``/room_summary`` and OAuth 2.0
+server metadata); the profile fields of v1.16 work and are announced through the
+``m.profile_fields`` capability.
+
+Modules older than v1.1 that are not complete here, whatever the version: email addresses as
+third-party identifiers (phone numbers work), the identity server binding endpoints, pushers and
+``/notifications``, VoIP TURN servers, third-party networks.
 """
 
 from __future__ import annotations
