@@ -103,10 +103,10 @@ from homeserver.services.federation_remote_graph import ClientRoomGraph  # feder
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.filters import FilterService  # sync and filters (issue 7)
 from homeserver.services.health import HealthService
+from homeserver.services.hierarchy import HierarchyService  # spaces
 from homeserver.services.ignored_users import IgnoredUsers
 from homeserver.services.key_backup import KeyBackupService  # e2ee (issue 8)
 from homeserver.services.keys import KeyService  # e2ee (issue 8)
-from homeserver.services.hierarchy import HierarchyService  # spaces
 from homeserver.services.media import MediaService  # media (issue 9)
 from homeserver.services.media_blobs import BlobLocks  # media (issue 9)
 from homeserver.services.media_retention import MediaRetention  # media (issue 9)
@@ -384,10 +384,10 @@ def _account_surface(
             ),
             OpenIdApi(openid),
             userinfo,
+            HierarchyApi(HierarchyService(stores.events)),  # spaces (/versions v1.2)
             UserDirectoryApi(
                 UserDirectoryService(
                     stores.user_directory,
-            HierarchyApi(HierarchyService(stores.events)),  # spaces (/versions v1.2)
                     search_all_users=cfg.user_directory.search_all_users,
                 )
             ),
