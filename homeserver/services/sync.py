@@ -910,7 +910,18 @@ class SyncService:
 
     def _format(self, req: SyncRequest, stored: StoredEvent, txn_id: str | None = None) -> JsonDict:
         if req.filter.event_format == "federation":
-            return req.filter.format_event(dict(stored.event.pdu))
+            # the PDU as servers exchange it, with its event ID (which room versions 3 and up
+            # leave out of the PDU) and ``unsigned.age`` (as Synapse serves it)
+            pdu = dict(stored.event.pdu)
+            pdu["event_id"] = stored.event.event_id
+            unsigned = pdu.get("unsigned")
+            pdu["unsigned"] = {
+                **(unsigned if isinstance(unsigned, dict) else {}),
+                "age": max(0, self._clock.time_ms() - stored.event.origin_server_ts),
+            }
+            if txn_id is not None:
+                pdu["unsigned"]["transaction_id"] = txn_id
+            return req.filter.format_event(pdu)
         event = client_event(stored)
         del event["room_id"]  # sync's ClientEventWithoutRoomID
         unsigned = event["unsigned"]

@@ -399,3 +399,24 @@ async def test_set_presence_unavailable_from_sync(server: RunningServer) -> None
         await alice.sync(set_presence="unavailable")
         status = (await alice.client.get(f"{V3}/presence/{alice.user_id}/status")).json()
         assert status["presence"] == "unavailable" and status["last_active_ago"] >= 0
+
+
+async def test_federation_event_format(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    async with alice.client:
+        room_id = await alice.create_room()
+        event_id = await alice.send(room_id, "as servers see it")
+        flt = await _filter(
+            alice, {"event_format": "federation", "room": {"timeline": {"limit": 1}}}
+        )
+        room = (await alice.sync(filter=flt))["rooms"]["join"][room_id]
+        (event,) = room["timeline"]["events"]
+        assert event["event_id"] == event_id and event["room_id"] == room_id
+        assert event["content"]["body"] == "as servers see it"
+        for key in ("prev_events", "auth_events", "depth", "hashes", "signatures"):
+            assert key in event
+        assert event["unsigned"]["age"] >= 0
+        r = await alice.client.post(
+            f"{V3}/user/{alice.user_id}/filter", json={"event_format": "xml"}
+        )
+        assert r.status_code == 400
