@@ -43,7 +43,6 @@ from homeserver.api.client.capabilities import CapabilitiesApi
 from homeserver.api.client.devices import DevicesApi
 from homeserver.api.client.directory import DirectoryApi  # room directory (issue 6)
 from homeserver.api.client.filter import FilterApi  # sync and filters (issue 7)
-from homeserver.api.client.hierarchy import HierarchyApi  # spaces
 from homeserver.api.client.keys import KeysApi  # e2ee (issue 8)
 from homeserver.api.client.legacy import EventStreamEndpoint, LegacyPrefix, LegacySendApi
 from homeserver.api.client.login import LoginApi
@@ -103,7 +102,6 @@ from homeserver.services.federation_remote_graph import ClientRoomGraph  # feder
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.filters import FilterService  # sync and filters (issue 7)
 from homeserver.services.health import HealthService
-from homeserver.services.hierarchy import HierarchyService  # spaces
 from homeserver.services.ignored_users import IgnoredUsers
 from homeserver.services.key_backup import KeyBackupService  # e2ee (issue 8)
 from homeserver.services.keys import KeyService  # e2ee (issue 8)
@@ -384,7 +382,6 @@ def _account_surface(
             ),
             OpenIdApi(openid),
             userinfo,
-            HierarchyApi(HierarchyService(stores.events)),  # spaces (/versions v1.2)
             UserDirectoryApi(
                 UserDirectoryService(
                     stores.user_directory,
