@@ -7,8 +7,9 @@ to decide which endpoints and behaviours to use: matrix-js-sdk 37 refuses server
 switches features on at v1.5+; Element uses authenticated media (``/_matrix/client/v1/media``)
 only when the server lists v1.11 and otherwise falls back to the unauthenticated endpoints, which
 v1.11 servers may freeze. Listing v1.1-v1.12 says: the v3 endpoints, refresh tokens (v1.3),
-``m.login.registration_token`` and the space hierarchy (v1.2, :mod:`homeserver.services.space_hierarchy`), threads (v1.4),
-``timestamp_to_event`` (v1.6), asynchronous uploads (v1.7), authenticated media (v1.11).
+``m.login.registration_token`` and the space hierarchy (v1.2,
+:mod:`homeserver.services.space_hierarchy`), threads (v1.4), ``timestamp_to_event`` (v1.6),
+asynchronous uploads (v1.7), authenticated media (v1.11).
 ``tests/integration/test_versions_api.py`` checks that every endpoint the spec marks as added in
 a listed version is served, except the optional ones: SSO redirects (no SSO login type), ``POST
 /login/get_token`` (no ``m.get_login_token`` capability), the application service ping (no
