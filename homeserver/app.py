@@ -59,6 +59,7 @@ from homeserver.api.client.room_keys import RoomKeysApi  # e2ee (issue 8)
 from homeserver.api.client.room_upgrade import RoomUpgradeApi  # room upgrades (issue 6)
 from homeserver.api.client.rooms import RoomsApi, SendEventEndpoint  # rooms (issue 6)
 from homeserver.api.client.search import SearchApi
+from homeserver.api.client.space_hierarchy import SpaceHierarchyApi
 from homeserver.api.client.sync import SyncEndpoint
 from homeserver.api.client.tags import TagsApi
 from homeserver.api.client.to_device import ToDeviceApi  # e2ee (issue 8)
@@ -134,6 +135,7 @@ from homeserver.services.search import SearchService
 from homeserver.services.server_keys import ServerKeys, ServerPolicy  # federation: keys
 from homeserver.services.shared_secret_registration import SharedSecretRegistration  # issue 5
 from homeserver.services.sms import FileSmsSender, HttpSmsSender, LogSmsSender, SmsSender
+from homeserver.services.space_hierarchy import SpaceHierarchyService
 from homeserver.services.sync import SyncService
 from homeserver.services.thumbnails import ThumbnailService  # media (issue 9)
 from homeserver.services.to_device import ToDeviceService  # e2ee (issue 8)
@@ -813,6 +815,11 @@ def _reporting_apis(cfg: Config, stores: Stores, clock: Clock, rooms: _Rooms) ->
     return [ReportingApi(service, cfg.limits.max_request_body_bytes)]
 
 
+def _space_hierarchy_apis(stores: Stores) -> list[object]:
+    """``GET /rooms/{roomId}/hierarchy`` over the rooms this server knows."""
+    return [SpaceHierarchyApi(SpaceHierarchyService(stores.events))]
+
+
 # --- end server-side search and content reports --------------------------------------------------
 
 
@@ -1089,6 +1096,7 @@ async def serve_homeserver(
                 *live.apis,  # typing, receipts, presence (issue 7)
                 *_search_apis(cfg, stores, rooms),
                 *_reporting_apis(cfg, stores, clock, rooms),
+                *_space_hierarchy_apis(stores),
                 *_push_rules_apis(  # push rules
                     cfg,
                     stores,
