@@ -72,7 +72,7 @@ def _segments() -> list[str]:
     segment.
     """
     raw = request.scope.get("raw_path")
-    path = raw.decode("ascii", "replace") if isinstance(raw, bytes) else None
+    path = raw.decode("ascii", "replace").split("?", 1)[0] if isinstance(raw, bytes) else None
     if path is None or not path.startswith(_PREFIX):
         path = request.path  # already decoded: a %2F would split a segment
     rest = path[len(_PREFIX) :]
