@@ -98,6 +98,17 @@ class CreateRoomRequest:
     room_version: str | None = None
 
 
+def _no_guests(requester: Requester, what: str) -> None:
+    """Spec: client-server › Guest access lists what guests may do in rooms: read, join,
+    leave, send events and state. Everything else answers ``403 M_GUEST_ACCESS_FORBIDDEN``.
+
+    Raises:
+        MatrixError: ``requester`` is a guest.
+    """
+    if requester.is_guest:
+        raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, f"Guests may not {what}")
+
+
 def _membership_of(stored: StoredEvent | None) -> str | None:
     if stored is None:
         return None
@@ -162,8 +173,10 @@ class RoomService:
         Raises:
             MatrixError: ``M_UNSUPPORTED_ROOM_VERSION``, ``M_INVALID_PARAM`` (bad invitee or
                 alias), ``M_ROOM_IN_USE`` (the alias is taken: checked before anything is
-                created), ``M_FORBIDDEN`` (e.g. an override the auth rules reject).
+                created), ``M_FORBIDDEN`` (e.g. an override the auth rules reject),
+                ``M_GUEST_ACCESS_FORBIDDEN`` for guests.
         """
+        _no_guests(requester, "create rooms")
         try:
             room_version = get_room_version(req.room_version or self._default_version)
         except UnsupportedRoomVersion:
@@ -422,6 +435,7 @@ class RoomService:
             Forbidden: the room version or join rule does not allow knocking, or the user is
                 already in the room, invited or banned.
         """
+        _no_guests(requester, "knock")
         room_id = await self.resolve_room(room_id_or_alias)
         content: dict[str, Any] = {"membership": "knock"}
         if reason is not None:
@@ -460,6 +474,8 @@ class RoomService:
             parse_user_id(target)
         except InvalidIdentifier:
             raise InvalidParam(f"Invalid user ID {target!r}") from None
+        if target != requester.user_id or membership not in ("join", "leave"):
+            _no_guests(requester, "change other users' membership")
         if await self._events.get_room(room_id) is None:
             raise NotFound("Unknown room (joining remote rooms is not supported yet)")
         if require_current is not None:
@@ -569,6 +585,15 @@ class RoomService:
                     parse_user_id(state_key)
                 except InvalidIdentifier:
                     raise InvalidParam(f"Invalid user ID {state_key!r}") from None
+                membership = content.get("membership")
+                if state_key != requester.user_id or membership not in ("join", "leave"):
+                    _no_guests(requester, "change other users' membership")
+                if (
+                    requester.is_guest
+                    and membership == "join"
+                    and not await self._guests_may_join(room_id)
+                ):
+                    raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
                 return await self._change_membership(
                     requester.user_id, room_id, state_key, content, action=None
                 )
@@ -604,7 +629,9 @@ class RoomService:
         txn_id: str,
         reason: str | None = None,
     ) -> CreatedEvent:
-        """Redact ``event_id`` (own events, or others' with the ``redact`` power level)."""
+        """Redact ``event_id`` (own events, or others' with the ``redact`` power level); not
+        by guests."""
+        _no_guests(requester, "redact events")
         if await self._events.get_room(room_id) is None:
             raise Forbidden("You are not in this room")
         content: dict[str, Any] = {}

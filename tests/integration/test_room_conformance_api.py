@@ -138,9 +138,30 @@ async def test_guests_need_guest_access_and_leave_when_it_is_revoked(
         # a public room without guest access: guests may not join
         r = await g.post(f"{V3}/rooms/{room_id}/join", json={})
         assert r.status_code == 403 and r.json()["errcode"] == "M_GUEST_ACCESS_FORBIDDEN"
+        r = await g.put(member, json={"membership": "join"})
+        assert r.status_code == 403 and r.json()["errcode"] == "M_GUEST_ACCESS_FORBIDDEN"
         guest_access = f"{V3}/rooms/{room_id}/state/m.room.guest_access"
         assert (await a.put(guest_access, json={"guest_access": "can_join"})).status_code == 200
         assert (await g.post(f"{V3}/join/{room_id}", json={})).status_code == 200
+        # guests read, join, leave and send; nothing else in rooms
+        event_id = await _send(g, room_id, "hi from a guest", "g1")
+        for method, path, body in (
+            ("POST", f"{V3}/createRoom", {}),
+            ("POST", f"{V3}/rooms/{room_id}/invite", {"user_id": bob.user_id}),
+            ("POST", f"{V3}/rooms/{room_id}/ban", {"user_id": bob.user_id}),
+            ("POST", f"{V3}/rooms/{room_id}/kick", {"user_id": alice.user_id}),
+            (
+                "PUT",
+                f"{V3}/rooms/{room_id}/state/m.room.member/{bob.user_id}",
+                {"membership": "invite"},
+            ),
+            ("PUT", f"{V3}/rooms/{room_id}/redact/{event_id}/r1", {}),
+            ("POST", f"{V3}/knock/{room_id}", {}),
+            ("POST", f"{V3}/user_directory/search", {"search_term": "alice"}),
+        ):
+            r = await g.request(method, path, json=body)
+            assert r.status_code == 403, (path, r.text)
+            assert r.json()["errcode"] == "M_GUEST_ACCESS_FORBIDDEN", path
         assert (await b.post(f"{V3}/rooms/{room_id}/join", json={})).status_code == 200
         assert (await a.get(member)).json()["membership"] == "join"
         # revoked: the guest leaves (as themself); bob, a full account, stays

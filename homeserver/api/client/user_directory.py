@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from homeserver.api._http import JsonDict, read_json_body, route
 from homeserver.api.client._body import required_string
-from homeserver.errors import BadJson
+from homeserver.errors import BadJson, Codes, MatrixError
 from homeserver.services.requester import Requester
 from homeserver.services.user_directory import DEFAULT_LIMIT, UserDirectoryService
 
@@ -35,8 +35,11 @@ class UserDirectoryApi:
         "Performs a search for users ... The search is performed case-insensitively on user IDs
         and display names." ``search_term`` is required; ``limit`` defaults to 10. Found are
         the users who share a room with the requester and those in public rooms (unless the
-        server searches all its users: ``user_directory.search_all_users``).
+        server searches all its users: ``user_directory.search_all_users``). Guests may not
+        search (spec: Guest access does not list this endpoint; Synapse refuses them too).
         """
+        if requester.is_guest:
+            raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests may not search users")
         body = await read_json_body(16 * 1024)
         term = required_string(body, "search_term")
         limit = body.get("limit", DEFAULT_LIMIT)
