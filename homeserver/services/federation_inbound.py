@@ -407,15 +407,27 @@ class FederationInbound:
     async def _fill_prev_events(
         self, origin: str, version: RoomVersion, event: Event, *, fetch: bool
     ) -> dict[str, StateMap]:
-        """Make the event's prev_events known: /get_missing_events first, then the state at
-        each remaining gap. Returns the state after each prev event found only at a gap."""
+        """Make the event's prev_events known.
+
+        A pushed event (``fetch``): /get_missing_events, and if prev events are still missing
+        the event is dropped, as Synapse does: a pushed event could become the room's only
+        tip, and its state would then be trusted from the sender alone. A pulled event (one
+        /get_missing_events returned): the state at each remaining gap, from /state_ids.
+
+        Returns:
+            The state after each prev event found only at a gap.
+        """
         prevs = list(dict.fromkeys(event.prev_event_ids))
         missing = await self._missing_with_state(prevs)
         if not missing:
             return {}
         if fetch:
             await self._get_missing_events(origin, version, event)
-            missing = await self._missing_with_state(prevs)
+            if await self._missing_with_state(prevs):
+                raise PduError(
+                    "Your server isn't divulging details about prev_events referenced in this event"
+                )
+            return {}
         states: dict[str, StateMap] = {}
         for prev_id in missing:
             states[prev_id] = await self._state_at_gap(origin, version, event.room_id, prev_id)
@@ -537,11 +549,12 @@ class FederationInbound:
         kind = "timeline"
         async with self._creator.locks.hold(room_id):
             state_before, group_before = await self._state_before(event, gap_states)
-            reason: str | None = None
-            try:
-                _check_against_auth_events(version, event, auth_by_id)
-            except AuthError as e:
-                reason = f"auth events: {e}"
+            reason = await self._redaction_in_another_room(event)
+            if reason is None:
+                try:
+                    _check_against_auth_events(version, event, auth_by_id)
+                except AuthError as e:
+                    reason = f"auth events: {e}"
             if reason is None:
                 auth_state = await self._auth_state(event, state_before)
                 try:
@@ -650,6 +663,16 @@ class FederationInbound:
         store = await self._events.load_state_res_store(state_sets)
         resolved = resolve(event.room_version, state_sets, store)
         return resolved
+
+    async def _redaction_in_another_room(self, event: Event) -> str | None:
+        """A redaction of a known event of another room is rejected (as Synapse does)."""
+        target_id = event.redacts
+        if event.type != "m.room.redaction" or target_id is None:
+            return None
+        target = await self._events.get_event(target_id)
+        if target is None or target.event.pdu.get("room_id", event.room_id) == event.room_id:
+            return None
+        return f"redaction of {target_id}, an event of another room"
 
     async def _redaction_target(self, event: Event, state_before: StateMap) -> str | None:
         """The event an accepted redaction redacts, when it may: the same room, and (spec:

@@ -152,6 +152,7 @@ class RoomGraphApi:
         in `earliest_events` and stopping at the `limit`."
         """
         origin = await self._authenticate()
+        await self._graph.check_access(origin, room_id)  # 403 before looking at the body
         body = await read_json_body(self._max_body)
         earliest = _string_list(body, "earliest_events", required=True)
         latest = _string_list(body, "latest_events", required=True)

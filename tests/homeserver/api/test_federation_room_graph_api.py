@@ -336,3 +336,12 @@ async def test_send_join_with_a_float_is_bad_json(api: Api) -> None:
         headers={"X-Test-Origin": REMOTE},
     )
     assert sent.status_code == 400 and sent.json()["errcode"] == "M_BAD_JSON", sent.text
+
+
+async def test_get_missing_events_checks_access_before_the_body(api: Api) -> None:
+    resp = await api.client.post(
+        f"/_matrix/federation/v1/get_missing_events/{api.env.room_id}",
+        json={"earliest_events": "x"},
+        headers={"X-Test-Origin": "other.test"},
+    )
+    assert resp.status_code == 403 and resp.json()["errcode"] == "M_FORBIDDEN"

@@ -144,6 +144,7 @@ class Env:
         key: SigningKey | None = None,
         auth_keys: list[tuple[str, str]] | None = None,
         state: Mapping[tuple[str, str], str] | None = None,
+        redacts: str | None = None,
     ) -> Event:
         """An event by the remote server on the current tip (or on ``prevs``), with auth
         events from the current state (or ``state``)."""
@@ -176,6 +177,7 @@ class Env:
             origin=REMOTE,
             signing_key=key or self.remote_key,
             state_key=state_key,
+            redacts=redacts,
         )
 
     async def send(self, *events: Event | Mapping[str, Any], txn_id: str | None = None) -> Any:
@@ -293,18 +295,50 @@ async def test_missing_prev_events_come_from_get_missing_events(env: Env) -> Non
     assert [t.event_id for t in tips] == [second.event_id]
 
 
-async def test_a_gap_is_filled_with_the_state_at_it(env: Env) -> None:
+async def test_a_gap_behind_pulled_events_is_filled_with_the_state_at_it(env: Env) -> None:
     join = await env.join_rob()
     first = await env.remote_event("m.room.message", {"body": "1"}, prevs=[join])
     second = await env.remote_event("m.room.message", {"body": "2"}, prevs=[first])
+    third = await env.remote_event("m.room.message", {"body": "3"}, prevs=[second])
+    # /get_missing_events gives only the second; its prev is the gap
+    env.remote.missing = [second]
     env.remote.events[first.event_id] = first
     env.remote.state_before[first.event_id] = list((await env.state_ids()).values())
-    assert await env.send(second) == {"pdus": {second.event_id: {}}}
+    assert await env.send(third) == {"pdus": {third.event_id: {}}}
     assert env.remote.calls == ["missing", f"event {first.event_id}", f"state_ids {first.event_id}"]
     gap = await env.events.get_event(first.event_id)
     assert gap is not None and gap.outlier
-    stored = await env.events.get_event(second.event_id)
-    assert stored is not None and not stored.outlier
+    for event in (second, third):
+        stored = await env.events.get_event(event.event_id)
+        assert stored is not None and not stored.outlier
+    tips = {t.event_id for t in await env.events.get_forward_extremities(env.room_id)}
+    # the join stays a tip: the gap (an outlier) does not replace it
+    assert tips == {join.event_id, third.event_id}
+
+
+async def test_pushed_event_with_missing_prev_events_is_dropped(env: Env) -> None:
+    join = await env.join_rob()
+    first = await env.remote_event("m.room.message", {"body": "1"}, prevs=[join])
+    second = await env.remote_event("m.room.message", {"body": "2"}, prevs=[first])
+    env.remote.events[first.event_id] = first  # /event would give it, but it is not asked
+    answer = await env.send(second)
+    assert "prev_events" in answer["pdus"][second.event_id]["error"]
+    assert env.remote.calls == ["missing"]  # no /state_ids for a pushed event
+    assert await env.events.get_event(second.event_id) is None
+
+
+async def test_redaction_of_an_event_in_another_room_is_rejected(env: Env) -> None:
+    await env.join_rob()
+    elsewhere = await env.rooms.create_room(
+        ALICE, CreateRoomRequest(preset="public_chat", room_version=env.version_id)
+    )
+    target = await env.rooms.send(ALICE, elsewhere, "m.room.message", {"body": "keep"})
+    redaction = await env.remote_event("m.room.redaction", {}, redacts=target.event_id)
+    assert await env.send(redaction) == {"pdus": {redaction.event_id: {}}}
+    stored = await env.events.get_event(redaction.event_id)
+    assert stored is not None and stored.rejected_reason is not None
+    kept = await env.events.get_event(target.event_id)
+    assert kept is not None and not kept.redacted
 
 
 async def test_unreachable_gap_is_an_error_for_that_pdu_only(env: Env) -> None:
