@@ -2,7 +2,8 @@
 
 cProfile's default clock is wall time, which on a busy 2-core machine charges the waiting for
 the CPU to whatever call was running. This one counts only CPU time of the Trio thread (where
-the SQLite units of work run too). The stats go to the file named by ``HS_PROFILE`` when the
+the SQLite units of work run too). The stats go to the file named by ``HS_PROFILE`` (``{pid}``
+in it becomes the process ID, for benchmarks that start several servers) when the
 server exits (SIGTERM stops it cleanly). Used by bench/_server.py.
 """
 
@@ -24,4 +25,4 @@ if __name__ == "__main__":
         pass
     finally:
         profiler.disable()
-        profiler.dump_stats(os.environ["HS_PROFILE"])
+        profiler.dump_stats(os.environ["HS_PROFILE"].replace("{pid}", str(os.getpid())))

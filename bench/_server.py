@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ V3 = "/_matrix/client/v3"
 class Server:
     base_url: str
     process: psutil.Process
+    directory: Path | None = None
 
     def cpu_seconds(self) -> float:
         times = self.process.cpu_times()
@@ -60,7 +61,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(directory: Path, database_url: str | None, port: int) -> Path:
+def _config(
+    directory: Path, database_url: str | None, port: int, overrides: dict[str, Any] | None = None
+) -> Path:
     data: dict[str, Any] = {
         "server_name": "bench.local",
         "listeners": [{"host": "127.0.0.1", "port": port, "resources": ["client", "health"]}],
@@ -70,6 +73,11 @@ def _config(directory: Path, database_url: str | None, port: int) -> Path:
         "registration": {"policy": "open"},
         "limits": {"shutdown_grace_period_s": 2.0},
     }
+    for key, value in (overrides or {}).items():
+        if key == "listeners":
+            data["listeners"] = [*data["listeners"], *value]
+        else:
+            data[key] = value
     path = directory / "homeserver.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -86,11 +94,20 @@ def _entry_point() -> list[str]:
 
 
 @asynccontextmanager
-async def start_server(database_url: str | None = None) -> AsyncIterator[Server]:
+async def start_server(
+    database_url: str | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    prepare: Callable[[Path], dict[str, Any]] | None = None,
+) -> AsyncIterator[Server]:
+    """Start a server; ``overrides`` replace top-level config keys (``listeners`` are added),
+    ``prepare(directory)`` writes files into the server's directory (certificates) and returns
+    more overrides."""
     with tempfile.TemporaryDirectory(prefix="hs-bench-") as tmp:
         directory = Path(tmp)
         port = _free_port()
-        cfg = _config(directory, database_url, port)
+        extra = {**(overrides or {}), **(prepare(directory) if prepare else {})}
+        cfg = _config(directory, database_url, port, extra)
         base_url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = await trio.lowlevel.open_process(
@@ -126,7 +143,7 @@ async def start_server(database_url: str | None = None) -> AsyncIterator[Server]
                                     break
                             except httpx.TransportError:
                                 await trio.sleep(0.1)
-                yield Server(base_url, psutil.Process(proc.pid))
+                yield Server(base_url, psutil.Process(proc.pid), directory)
                 nursery.cancel_scope.cancel()
         finally:
             proc.send_signal(signal.SIGTERM)
