@@ -423,6 +423,7 @@ def _rooms(
     signing_key: SigningKey,
     notifier: Notifier,
     aliases: RoomAliases | None = None,
+    ignored: IgnoredUsers | None = None,
 ) -> _Rooms:
     """Room creation, the event creation path, membership, state and history.
 
@@ -442,7 +443,9 @@ def _rooms(
         aliases=aliases,
         users=stores.users,
     )
-    relations = RelationsService(stores.relations, stores.events, rooms.history, visibility, clock)
+    relations = RelationsService(
+        stores.relations, stores.events, rooms.history, visibility, clock, ignored=ignored
+    )
     rooms.history.use_unsigned_source(relations)
     creator.add_content_check(relations.check_new_event)
     return _Rooms(
@@ -1041,7 +1044,9 @@ async def serve_homeserver(
             clock,
             remote=FederatedDirectory(federation_client) if cfg.federation.enabled else None,
         )
-        rooms = _rooms(cfg, stores, clock, signing_key, notifier, aliases=directory)
+        rooms = _rooms(
+            cfg, stores, clock, signing_key, notifier, aliases=directory, ignored=live.ignored
+        )
         account_surface.profile.add_listener(rooms.profile_propagator)
         push_rules_changed: list[Callable[[str], None]] = []
         directory_apis = _room_directory_apis(

@@ -33,9 +33,11 @@ path that stores an event (local sends, federation) indexes its relation.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
 
+from federation.core.events import Event
+from federation.core.redaction import redact
 from homeserver.clock import Clock
 from homeserver.errors import Codes, InvalidParam, MatrixError
 from homeserver.services.events import client_event
@@ -45,7 +47,7 @@ from homeserver.services.visibility import HistoryVisibility
 from homeserver.storage.events import EventStore, StoredEvent, relation_of
 from homeserver.storage.relations import Aggregation, RelationStore
 
-__all__ = ["RECURSION_DEPTH", "RelationsPage", "RelationsService", "ThreadsPage"]
+__all__ = ["RECURSION_DEPTH", "IgnoredSource", "RelationsPage", "RelationsService", "ThreadsPage"]
 
 JsonDict = dict[str, Any]
 
@@ -78,6 +80,18 @@ def _topo_token(stored: StoredEvent) -> str:
     return f"t{stored.depth}_{stored.stream_ordering}"
 
 
+class IgnoredSource(Protocol):
+    """Who a user ignores (``m.ignored_user_list``)."""
+
+    async def ignored_by(self, user_id: str) -> frozenset[str]: ...
+
+
+def _redacted(stored: StoredEvent) -> StoredEvent:
+    event = stored.event
+    pdu = redact(event.room_version, dict(event.pdu))
+    return replace(stored, event=Event(event.room_version, pdu, event.event_id), redacted=True)
+
+
 def _is_valid_edit(original: StoredEvent, edit: StoredEvent) -> bool:
     """Spec › Validity of replacement events (the sender, type and state key are checked by
     the read)."""
@@ -100,6 +114,8 @@ class RelationsService:
         history: the room reads (access checks, tokens, the client format).
         visibility: the history-visibility rule.
         clock: for ``unsigned.age`` of bundled events.
+        ignored: who each user ignores (their children are left out of aggregations and
+            ``/relations``, their thread roots are served redacted by ``/threads``).
     """
 
     def __init__(
@@ -109,12 +125,18 @@ class RelationsService:
         history: RoomHistory,
         visibility: HistoryVisibility,
         clock: Clock,
+        *,
+        ignored: IgnoredSource | None = None,
     ) -> None:
         self._relations = relations
         self._events = events
         self._history = history
         self._visibility = visibility
         self._clock = clock
+        self._ignored = ignored
+
+    async def _ignored_by(self, user_id: str) -> frozenset[str]:
+        return frozenset() if self._ignored is None else await self._ignored.ignored_by(user_id)
 
     # --- unsigned: bundled aggregations and redacted_because -----------------------------------
 
@@ -130,7 +152,8 @@ class RelationsService:
                 out.setdefault(event_id, {})["redacted_because"] = self._serve(redaction)
         if aggregations:
             parents = [s for s in events if s.event.state_key is None]
-            bundles = await self._bundles(user_id, parents, nested=True)
+            ignored = await self._ignored_by(user_id) if parents else frozenset()
+            bundles = await self._bundles(user_id, parents, ignored, nested=True)
             for event_id, bundle in bundles.items():
                 out.setdefault(event_id, {})["m.relations"] = bundle
         return out
@@ -141,11 +164,16 @@ class RelationsService:
         return event
 
     async def _bundles(
-        self, user_id: str, parents: Sequence[StoredEvent], *, nested: bool
+        self,
+        user_id: str,
+        parents: Sequence[StoredEvent],
+        ignored: frozenset[str],
+        *,
+        nested: bool,
     ) -> dict[str, JsonDict]:
         if not parents:
             return {}
-        raw = await self._relations.aggregations(parents, user_id)
+        raw = await self._relations.aggregations(parents, user_id, ignored=ignored)
         if not raw:
             return {}
         by_id = {p.event.event_id: p for p in parents}
@@ -165,7 +193,7 @@ class RelationsService:
             if a.thread_latest is not None and a.thread_latest.event.event_id in visible
         ]
         # the latest threaded events carry their own bundle (an edit of the latest reply)
-        inner = await self._bundles(user_id, latest_events, nested=False) if nested else {}
+        inner = await self._bundles(user_id, latest_events, ignored, nested=False) if nested else {}
         out: dict[str, JsonDict] = {}
         for event_id, agg in raw.items():
             bundle = self._bundle(
@@ -309,7 +337,8 @@ class RelationsService:
             s.event.event_id
             for s in await self._visibility.filter_events_for_user(requester.user_id, ordered)
         }
-        shown = [e for e in page if e.event.event_id in visible]
+        ignored = await self._ignored_by(requester.user_id)
+        shown = [e for e in page if e.event.event_id in visible and e.event.sender not in ignored]
         return RelationsPage(
             await self._history.serialize(requester, shown),
             next_batch,
@@ -392,5 +421,11 @@ class RelationsService:
             s.event.event_id
             for s in await self._visibility.filter_events_for_user(requester.user_id, ordered)
         }
-        shown = [e for e in candidates if e.event.event_id in visible]
+        ignored = await self._ignored_by(requester.user_id)
+        # spec: a root sent by an ignored user "is returned redacted to the caller"
+        shown = [
+            _redacted(e) if e.event.sender in ignored else e
+            for e in candidates
+            if e.event.event_id in visible
+        ]
         return ThreadsPage(await self._history.serialize(requester, shown), next_batch)

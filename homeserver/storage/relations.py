@@ -17,6 +17,7 @@ this store only reads them, with the child events, each method in one unit of wo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -107,11 +108,18 @@ _PARTICIPATED = (
     .limit(1)
 )
 _REFERENCES = (
-    select(event_relations.c.event_id)
+    select(event_relations.c.event_id, event_relations.c.sender)
     .where(event_relations.c.relates_to_id == _PARENT, event_relations.c.rel_type == "m.reference")
     .order_by(*_OLDEST_FIRST)
     .limit(_MAX_REFERENCES)
 )
+# a thread's events, newest first (only read when the user ignores someone)
+_THREAD_CHILDREN = (
+    select(event_relations.c.event_id, event_relations.c.sender)
+    .where(event_relations.c.relates_to_id == _PARENT, event_relations.c.rel_type == "m.thread")
+    .order_by(*_NEWEST_FIRST)
+)
+_EVENT = select(*event_columns()).select_from(events_join()).where(events.c.event_id == _PARENT)
 _REDACTION_OF = (
     select(*event_columns())
     .select_from(
@@ -261,10 +269,37 @@ class RelationStore:
         return await self._db.read(work, name="relation_descendants")
 
     async def aggregations(
-        self, parents: Sequence[StoredEvent], user_id: str
+        self,
+        parents: Sequence[StoredEvent],
+        user_id: str,
+        *,
+        ignored: AbstractSet[str] = frozenset(),
     ) -> dict[str, Aggregation]:
-        """The raw aggregations of ``parents`` that have aggregated children, for ``user_id``."""
+        """The raw aggregations of ``parents`` that have aggregated children, for ``user_id``,
+        leaving out the children sent by ``ignored`` users (spec: "Servers must additionally
+        ensure they do not consider child events from ignored users when preparing an
+        aggregation")."""
         wanted = [(p.event.event_id, p.event.sender, p.event.type) for p in parents]
+
+        async def thread(conn: Conn, event_id: str, agg: Aggregation) -> None:
+            if not ignored:
+                row = await conn.fetch_one(_THREAD_LATEST, {"parent": event_id})
+                agg.thread_latest = None if row is None else decode_event_row(row)
+                agg.participated = (
+                    await conn.fetch_one(_PARTICIPATED, {"parent": event_id, "user_id": user_id})
+                    is not None
+                )
+                return
+            rows = [
+                r
+                for r in await conn.fetch_all(_THREAD_CHILDREN, {"parent": event_id})
+                if r[1] not in ignored
+            ]
+            agg.thread_count = len(rows)
+            agg.participated = any(r[1] == user_id for r in rows)
+            if rows:
+                row = await conn.fetch_one(_EVENT, {"parent": rows[0][0]})
+                agg.thread_latest = None if row is None else decode_event_row(row)
 
         async def work(conn: Conn) -> dict[str, Aggregation]:
             out: dict[str, Aggregation] = {}
@@ -284,17 +319,10 @@ class RelationStore:
                     agg.edits = [decode_event_row(r) for r in rows]
                 if counts.get("m.thread"):
                     agg.thread_count = counts["m.thread"]
-                    row = await conn.fetch_one(_THREAD_LATEST, {"parent": event_id})
-                    agg.thread_latest = None if row is None else decode_event_row(row)
-                    agg.participated = (
-                        await conn.fetch_one(
-                            _PARTICIPATED, {"parent": event_id, "user_id": user_id}
-                        )
-                        is not None
-                    )
+                    await thread(conn, event_id, agg)
                 if counts.get("m.reference"):
                     rows = await conn.fetch_all(_REFERENCES, {"parent": event_id})
-                    agg.references = [str(r[0]) for r in rows]
+                    agg.references = [str(r[0]) for r in rows if r[1] not in ignored]
             return out
 
         if not wanted:

@@ -312,3 +312,40 @@ async def test_bad_requests(server: RunningServer) -> None:
         r = await a.get(base, params={"limit": 50})
         assert r.status_code == 200
         assert [e["event_id"] for e in r.json()["chunk"]] == [edit, reply]
+
+
+async def test_ignored_users_are_left_out(server: RunningServer) -> None:
+    alice = await _user(server, "alice5")
+    bob = await _user(server, "bob5")
+    carol = await _user(server, "carol5")
+    async with alice.client as a, bob.client as b, carol.client as c:
+        room_id = await _room(a, b)
+        assert (await c.post(f"{V3}/rooms/{room_id}/join", json={})).status_code == 200
+        root = await _send(a, room_id, _text("root"))
+        from_bob = await _send(b, room_id, _in_thread(root, "bob"))
+        from_carol = await _send(c, room_id, _in_thread(root, "carol"))
+        carols_root = await _send(c, room_id, _text("carol's thread"))
+        await _send(b, room_id, _in_thread(carols_root, "bob in carol's thread"))
+
+        r = await a.get(f"{V3}/rooms/{room_id}/event/{root}")
+        thread = r.json()["unsigned"]["m.relations"]["m.thread"]
+        assert (thread["count"], thread["latest_event"]["event_id"]) == (2, from_carol)
+
+        r = await a.put(
+            f"{V3}/user/{alice.user_id}/account_data/m.ignored_user_list",
+            json={"ignored_users": {carol.user_id: {}}},
+        )
+        assert r.status_code == 200
+        r = await a.get(f"{V3}/rooms/{room_id}/event/{root}")
+        thread = r.json()["unsigned"]["m.relations"]["m.thread"]
+        assert (thread["count"], thread["latest_event"]["event_id"]) == (1, from_bob)
+        r = await a.get(f"{V1}/rooms/{room_id}/relations/{root}")
+        assert [e["event_id"] for e in r.json()["chunk"]] == [from_bob]
+        # a thread root from an ignored user is served redacted
+        r = await a.get(f"{V1}/rooms/{room_id}/threads")
+        chunk = {e["event_id"]: e for e in r.json()["chunk"]}
+        assert chunk[carols_root]["content"] == {}
+        assert chunk[root]["content"]["body"] == "root"
+        # bob ignores nobody
+        r = await b.get(f"{V3}/rooms/{room_id}/event/{root}")
+        assert r.json()["unsigned"]["m.relations"]["m.thread"]["count"] == 2
