@@ -378,13 +378,14 @@ class RoomHistory:
         if event_filter is not None and not event_filter.includes_room(room_id):
             return MessagesPage([], from_token or _pos_token(start), None)
         page = await self._events.paginate(room_id, start, direction, limit)
-        raw_full = len(page) == limit
         if stop is not None:
             if direction == "b":
                 page = [e for e in page if (e.depth, e.stream_ordering) > stop]
             else:
                 page = [e for e in page if (e.depth, e.stream_ordering) <= stop]
-        end = _token(page[-1]) if raw_full and page else None
+        # ``end`` whenever the page has events, as Synapse does: a client learns that the
+        # room's start (or the ``to`` token) was reached from the next page, which is empty
+        end = _token(page[-1]) if page else None
         shown = await self._visible_page(requester, page, event_filter)
         state: list[dict[str, Any]] = []
         if event_filter is not None and event_filter.lazy_load_members and shown:

@@ -420,3 +420,21 @@ async def test_federation_event_format(server: RunningServer) -> None:
             f"{V3}/user/{alice.user_id}/filter", json={"event_format": "xml"}
         )
         assert r.status_code == 400
+
+
+async def test_messages_forward_from_next_batch(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    async with alice.client:
+        room_id = await alice.create_room()
+        next_batch = (await alice.sync())["next_batch"]
+        event_id = await alice.send(room_id, "later")
+        messages = f"{V3}/rooms/{room_id}/messages"
+        r = await alice.client.get(messages, params={"dir": "f", "from": next_batch})
+        assert r.status_code == 200, r.text
+        page = r.json()
+        # a page with events always has an ``end`` (Synapse's behaviour), even a short one
+        assert [e["event_id"] for e in page["chunk"]] == [event_id] and page["end"]
+        r = await alice.client.get(messages, params={"dir": "f", "from": page["end"]})
+        assert r.json()["chunk"] == [] and "end" not in r.json()
+        r = await alice.client.get(messages, params={"dir": "sideways", "from": next_batch})
+        assert r.status_code == 400
