@@ -458,7 +458,11 @@ class PushRuleset:
                 if not rule.enabled:
                     continue
                 if kind == "room":
-                    if rule.rule_id == old_room_id and new_room_id not in existing:
+                    if (
+                        rule.rule_id == old_room_id
+                        and new_room_id not in existing
+                        and _usable_rule_id(kind, new_room_id)
+                    ):
                         copies.append(replace(rule, rule_id=new_room_id))
                     continue
                 if rule.conditions is None or not any(
@@ -468,6 +472,8 @@ class PushRuleset:
                 new_id = rule.rule_id.replace(old_room_id, new_room_id)
                 if new_id == rule.rule_id or new_id in existing:
                     continue
+                if not _usable_rule_id(kind, new_id):
+                    continue  # e.g. over 255 bytes: it would not be read back
                 conditions = tuple(
                     {**c, "pattern": new_room_id} if _matches_room(c, old_room_id) else c
                     for c in rule.conditions
@@ -487,6 +493,14 @@ class PushRuleset:
 
     def _replace_user(self, kind: str, rules: Sequence[PushRule]) -> PushRuleset:
         return PushRuleset(self.user_id, {**self._user, kind: rules}, self._defaults)
+
+
+def _usable_rule_id(kind: str, rule_id: str) -> bool:
+    try:
+        check_new_rule_id(kind, rule_id)
+    except MatrixError:
+        return False
+    return True
 
 
 def _matches_room(condition: JsonObject, room_id: str) -> bool:

@@ -261,6 +261,13 @@ def test_room_rules_are_copied_to_an_upgraded_room() -> None:
     assert copied.with_room_rules_copied(old, new).to_content() == copied.to_content()
     plain = PushRuleset.defaults(ALICE)
     assert plain.with_room_rules_copied(old, new).to_content() == plain.to_content()
+    # a copy whose ID could not be stored (over 255 bytes) is not made
+    long_new = "!" + "n" * 243 + ":test.local"  # 255 bytes: a room ID can be that long
+    rs = rs.with_rule("override", rule("override", "y" * 50 + old, conditions=on_old))
+    copied = rs.with_room_rules_copied(old, long_new)
+    assert copied.get("room", long_new).actions == ("dont_notify",)
+    assert all(len(r.rule_id.encode()) <= 255 for r in copied.rules("override"))
+    assert f"x{long_new}" not in ids(copied, "override")
 
 
 def test_edits_return_new_rulesets() -> None:
