@@ -447,6 +447,8 @@ def _rooms(
         stores.relations, stores.events, rooms.history, visibility, clock, ignored=ignored
     )
     rooms.history.use_unsigned_source(relations)
+    if ignored is not None:
+        rooms.history.use_ignored_users(ignored)
     creator.add_content_check(relations.check_new_event)
     return _Rooms(
         rooms,

@@ -103,6 +103,12 @@ class UnsignedSource(Protocol):
     ) -> dict[str, dict[str, Any]]: ...
 
 
+class IgnoredSource(Protocol):
+    """Who a user ignores (``m.ignored_user_list``)."""
+
+    async def ignored_by(self, user_id: str) -> frozenset[str]: ...
+
+
 class RoomHistory:
     """The read side of rooms.
 
@@ -117,6 +123,12 @@ class RoomHistory:
         self._visibility = visibility
         self._clock = clock
         self._unsigned: UnsignedSource | None = None
+        self._ignored: IgnoredSource | None = None
+
+    def use_ignored_users(self, ignored: IgnoredSource) -> None:
+        """Leave ignored users' non-state events out of pages (ignore_users.md; as Synapse,
+        which filters them from every event read). Wired in ``app.py``."""
+        self._ignored = ignored
 
     def use_unsigned_source(self, source: UnsignedSource) -> None:
         """Add ``source``'s extras to ``unsigned`` of every event served (wired in ``app.py``)."""
@@ -336,9 +348,16 @@ class RoomHistory:
             e.event.event_id
             for e in await self._visibility.filter_events_for_user(requester.user_id, ordered)
         }
+        ignored = (
+            frozenset()
+            if self._ignored is None
+            else await self._ignored.ignored_by(requester.user_id)
+        )
         out = []
         for stored in raw:
             if stored.event.event_id not in visible:
+                continue
+            if stored.event.state_key is None and stored.event.sender in ignored:
                 continue
             if event_filter is not None and not event_filter.matches(_filterable(stored)):
                 continue

@@ -540,7 +540,7 @@ class SyncService:
                     req, room_id, change, since, full=joined_in_range, ignored=ignored
                 )
 
-        await self._other_streams(req, since, now, response)
+        await self._other_streams(req, since, now, response, ignored)
         return response
 
     async def _joined_room(
@@ -1000,7 +1000,12 @@ class SyncService:
         return per_room, global_
 
     async def _other_streams(
-        self, req: SyncRequest, since: StreamToken | None, now: StreamToken, response: _Response
+        self,
+        req: SyncRequest,
+        since: StreamToken | None,
+        now: StreamToken,
+        response: _Response,
+        ignored: frozenset[str],
     ) -> None:
         if self._presence is not None:
             from_pos = None if since is None else since.get(StreamName.PRESENCE)
@@ -1024,7 +1029,8 @@ class SyncService:
             messages, reached = await self._e2ee.to_device_messages(
                 req.user_id, device, to_device_from, to_device_now
             )
-            response.to_device = messages
+            # messages from ignored users are dropped (acknowledged with the rest)
+            response.to_device = [m for m in messages if m.get("sender") not in ignored]
             if reached < to_device_now:
                 response.next_batch = StreamToken(
                     {**response.next_batch.positions, StreamName.TO_DEVICE: reached}

@@ -438,3 +438,31 @@ async def test_messages_forward_from_next_batch(server: RunningServer) -> None:
         assert r.json()["chunk"] == [] and "end" not in r.json()
         r = await alice.client.get(messages, params={"dir": "sideways", "from": next_batch})
         assert r.status_code == 400
+
+
+async def test_ignored_users_in_messages_and_to_device(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    bob = await _user(server, "bob")
+    carol = await _user(server, "carol")
+    async with alice.client, bob.client, carol.client:
+        room_id = await bob.create_room(preset="public_chat")
+        await alice.join(room_id)
+        await carol.join(room_id)
+        await bob.send(room_id, "from bob")
+        await carol.send(room_id, "from carol")
+        since = (await alice.sync())["next_batch"]
+        await _ignore(alice, bob.user_id)
+        r = await alice.client.get(f"{V3}/rooms/{room_id}/messages", params={"dir": "b"})
+        chunk = r.json()["chunk"]
+        bodies = [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
+        assert bodies == ["from carol"]
+        # bob's state events are still there
+        assert any(e["type"] == "m.room.member" and e["sender"] == bob.user_id for e in chunk)
+        for sender, txn in ((bob, "b1"), (carol, "c1")):
+            r = await sender.client.put(
+                f"{V3}/sendToDevice/m.test/{txn}",
+                json={"messages": {alice.user_id: {alice.device_id: {"from": sender.user_id}}}},
+            )
+            assert r.status_code == 200, r.text
+        body = await alice.sync(since=since)
+        assert [m["sender"] for m in body["to_device"]["events"]] == [carol.user_id]
