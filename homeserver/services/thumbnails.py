@@ -5,10 +5,11 @@ Spec: client-server-api/modules/content_repo.md › Thumbnails, and
 
 Choosing: a request asks for a *minimum* size. When the image is no larger than that (and the
 animation question does not get in the way) the original is the answer, as the spec says.
-Otherwise the smallest configured size of the same method that covers the request is used (for
-``crop`` only one of the requested aspect ratio); if none does, the requested size itself
-(``dynamic_thumbnails``, capped at ``max_thumbnail_dimension``), or else the nearest configured
-one.
+Otherwise, with ``dynamic_thumbnails`` (the default) the requested size itself is made (capped at
+``max_thumbnail_dimension``; a pre-generated configured size serves it when it is exactly that
+size), as Synapse does, so a thumbnail is never larger than asked for; without it the smallest
+configured size of the same method that covers the request is used (for ``crop`` only one of the
+requested aspect ratio), or else the nearest configured one.
 
 Making: the image header is read first and images with more than ``max_image_pixels`` pixels
 (all frames counted for animated output) are refused with ``413 M_TOO_LARGE`` before anything
@@ -102,13 +103,17 @@ class ThumbnailService:
     def choose_box(self, width: int, height: int, method: Method) -> tuple[int, int]:
         """The box a request is answered from (see the module docstring)."""
         same = [(s.width, s.height) for s in self._cfg.thumbnail_sizes if s.method == method]
+        cap = self._cfg.max_thumbnail_dimension
+        if self._cfg.dynamic_thumbnails:
+            # the requested size itself (a configured size only when it is exactly that), as
+            # Synapse does: a bigger configured box could be as large as the original
+            return min(width, cap), min(height, cap)
         covering = [(w, h) for w, h in same if w >= width and h >= height]
         # crop answers in the requested aspect ratio, so only a box of that ratio will do
         fitting = [b for b in covering if method == "scale" or b[0] * height == b[1] * width]
         if fitting:
             return min(fitting, key=lambda b: (b[0] * b[1], b))
-        cap = self._cfg.max_thumbnail_dimension
-        if self._cfg.dynamic_thumbnails or not same:
+        if not same:
             return min(width, cap), min(height, cap)
         if covering:
             return min(covering, key=lambda b: (b[0] * b[1], b))

@@ -471,7 +471,9 @@ async def test_thumbnails_of_each_format(homeserver_factory, fmt, content_type, 
             ({"width": 32, "height": 32, "method": "crop"}, (32, 32)),
             ({"width": 96, "height": 96, "method": "crop"}, (96, 96)),
             ({"width": 320, "height": 240, "method": "scale"}, (320, 240)),
-            ({"width": 100, "height": 100, "method": "scale"}, (320, 240)),  # a configured size
+            # dynamic thumbnails: the requested size, not a bigger configured one
+            ({"width": 100, "height": 100, "method": "scale"}, (100, 75)),
+            ({"width": 600, "height": 450, "method": "scale"}, (600, 450)),  # not the original
             ({"width": 50, "height": 20, "method": "crop"}, (50, 20)),  # on demand
             ({"width": 700, "height": 700, "method": "scale"}, (640, 480)),  # the original
         ]
