@@ -24,9 +24,15 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from hypothesis import settings
 
 from homeserver.storage import Database, Stores, open_stores
 from homeserver.storage.migrate import upgrade_to_head
+
+# Property tests run beside other suites on a 2-core machine (and SyTest in CI): a per-example
+# deadline measures the machine's load, not the code, so none is set.
+settings.register_profile("homeserver", deadline=None)
+settings.load_profile("homeserver")
 
 POSTGRES_URL = os.environ.get("HOMESERVER_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
