@@ -413,7 +413,11 @@ class UiaService:
         return {"phone": session.address}
 
     async def expire_sessions(self) -> int:
-        """Delete expired sessions and release the registration token uses they reserved."""
+        """Delete expired sessions and release the registration token uses they reserved.
+
+        Returns:
+            how many reserved uses were released.
+        """
         results = await self._store.delete_expired(
             self._clock.time_ms(), collect_stage=REGISTRATION_TOKEN
         )

@@ -247,3 +247,86 @@ async def test_malformed_auth(uia, auth):
     with pytest.raises(MatrixError) as info:
         await uia.check(requester=None, body={"auth": auth}, request_key=KEY, flows=[[MSISDN]])
     assert (info.value.status, info.value.errcode) == (400, "M_BAD_JSON")
+
+
+async def test_session_remembers_parameters(uia, stores):
+    first = await uia.open_session(
+        requester=None, body={}, request_key=KEY, params={"username": "a", "device_id": "D1"}
+    )
+    assert first.params == {"username": "a", "device_id": "D1"} and first.outcome == {}
+    body = {"auth": {"session": first.session_id}}
+    # omitted parameters come from the session; given ones replace them and are remembered
+    later = await uia.open_session(
+        requester=None, body=body, request_key=KEY, params={"device_id": "D2"}
+    )
+    assert later.params == {"username": "a", "device_id": "D2"}
+    again = await uia.open_session(requester=None, body=body, request_key=KEY)
+    assert again.params == {"username": "a", "device_id": "D2"}
+    # the data row is no completed stage
+    assert again.completed == {}
+    err = await start(uia, [[DUMMY]])
+    row = await stores.uia.get_session(err.session)
+    assert row.stages == () and row.data is None
+
+
+async def test_settled_session_replays_its_outcome_and_keeps_token_use(uia, stores, clock):
+    await stores.registration_tokens.create("tok", uses_allowed=1, expiry_time=None, created_ts=1)
+    flows = [[REGISTRATION_TOKEN, DUMMY]]
+    session = await uia.open_session(
+        requester=None, body={}, request_key=KEY, params={"username": "a"}
+    )
+    auth = {"session": session.session_id}
+    with pytest.raises(UiaRequired):
+        await uia.check(
+            requester=None,
+            body={"auth": {**auth, "type": REGISTRATION_TOKEN, "token": "tok"}},
+            request_key=KEY,
+            flows=flows,
+        )
+    result = await uia.check(
+        requester=None, body={"auth": {**auth, "type": DUMMY}}, request_key=KEY, flows=flows
+    )
+    assert result.registration_token == "tok"
+    await stores.registration_tokens.consume("tok")
+    await uia.settle(session, {"user_id": "@a:x"})
+    replay = await uia.open_session(requester=None, body={"auth": auth}, request_key=KEY)
+    assert replay.outcome == {"user_id": "@a:x"} and replay.params == {"username": "a"}
+    assert replay.completed == {}
+    # a replay's parameters do not change a settled session
+    replay = await uia.open_session(
+        requester=None, body={"auth": auth}, request_key=KEY, params={"username": "b"}
+    )
+    assert replay.params == {"username": "b"}
+    again = await uia.open_session(requester=None, body={"auth": auth}, request_key=KEY)
+    assert again.params == {"username": "a"}
+    # expiry gives back nothing: the use was spent
+    clock.advance(61)
+    assert await uia.expire_sessions() == 0  # no reserved use to give back
+    assert await stores.uia.get_session(session.session_id) is None
+    row = await stores.registration_tokens.get("tok")
+    assert (row.pending, row.completed) == (0, 1)
+
+
+async def test_another_users_password_is_403(uia, stores, hasher):
+    await stores.users.create_user("@u:x", password_hash=await hasher.hash("mine"), created_ts=1)
+    await stores.users.create_user("@m:x", password_hash=await hasher.hash("theirs"), created_ts=1)
+    me = Requester("@u:x", "D")
+    err = await start(uia, [[PASSWORD]], requester=me)
+    with pytest.raises(MatrixError) as info:
+        await uia.check(
+            requester=me,
+            body={
+                "auth": {
+                    "type": PASSWORD,
+                    "session": err.session,
+                    "identifier": {"type": "m.id.user", "user": "m"},
+                    "password": "theirs",
+                }
+            },
+            request_key=KEY,
+            flows=[[PASSWORD]],
+        )
+    assert (info.value.status, info.value.errcode) == (403, "M_FORBIDDEN")
+    assert not isinstance(info.value, UiaRequired)
+    # the stage was not recorded
+    assert (await stores.uia.get_session(err.session)).stages == ()
