@@ -209,6 +209,12 @@ async def test_backfill_and_missing_events(api: Api) -> None:
         headers={"X-Test-Origin": REMOTE},
     )
     assert bad.status_code == 400
+    empty = await api.client.post(
+        f"/_matrix/federation/v1/get_missing_events/{room_id}",
+        json={},
+        headers={"X-Test-Origin": REMOTE},
+    )
+    assert empty.status_code == 200 and empty.json() == {"events": []}
 
 
 async def test_timestamp_to_event(api: Api) -> None:
