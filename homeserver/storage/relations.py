@@ -8,8 +8,8 @@ this store only reads them, with the child events, each method in one unit of wo
   in the room's topological order (depth, stream ordering), through the index on
   ``(relates_to_id, rel_type, depth, stream_ordering)``;
 - :meth:`RelationStore.aggregations`: what the bundled aggregations of a page of events need:
-  per parent, one grouped count, then only for the relation types it has: the newest edits by
-  the parent's sender, the thread's newest event and the user's participation, the references;
+  one grouped count per 16 parents, then only for the relation types a parent has: the newest
+  edits by its sender, the thread's newest event and the user's participation, the references;
 - :meth:`RelationStore.thread_roots`: a room's thread roots by their newest reply (``/threads``);
 - :meth:`RelationStore.redactions`: the redaction event of each redacted event.
 """
@@ -73,10 +73,16 @@ _AFTER = or_(
 _NEWEST_FIRST = (event_relations.c.depth.desc(), event_relations.c.stream_ordering.desc())
 _OLDEST_FIRST = (event_relations.c.depth, event_relations.c.stream_ordering)
 
+#: Parents whose children are counted per statement (unused slots get an ID no event has).
+_COUNT_BATCH = 16
 _COUNTS = (
-    select(event_relations.c.rel_type, func.count())
-    .where(event_relations.c.relates_to_id == _PARENT)
-    .group_by(event_relations.c.rel_type)
+    select(event_relations.c.relates_to_id, event_relations.c.rel_type, func.count())
+    .where(
+        event_relations.c.relates_to_id.in_(
+            [bindparam(f"p{i}", type_=Text) for i in range(_COUNT_BATCH)]
+        )
+    )
+    .group_by(event_relations.c.relates_to_id, event_relations.c.rel_type)
 )
 _EDITS = (
     select(*event_columns())
@@ -302,13 +308,18 @@ class RelationStore:
                 agg.thread_latest = None if row is None else decode_event_row(row)
 
         async def work(conn: Conn) -> dict[str, Aggregation]:
+            # one statement per batch of parents finds which have aggregated children
+            all_counts: dict[str, dict[str, int]] = {}
+            ids = list(dict.fromkeys(w[0] for w in wanted))
+            for i in range(0, len(ids), _COUNT_BATCH):
+                batch = ids[i : i + _COUNT_BATCH]
+                params = {f"p{j}": batch[j] if j < len(batch) else "" for j in range(_COUNT_BATCH)}
+                for parent, rel_type, count in await conn.fetch_all(_COUNTS, params):
+                    if rel_type in AGGREGATED:
+                        all_counts.setdefault(str(parent), {})[str(rel_type)] = int(count)
             out: dict[str, Aggregation] = {}
             for event_id, sender, typ in wanted:
-                counts = {
-                    str(r[0]): int(r[1])
-                    for r in await conn.fetch_all(_COUNTS, {"parent": event_id})
-                    if r[0] in AGGREGATED
-                }
+                counts = all_counts.get(event_id)
                 if not counts or event_id in out:
                     continue
                 agg = out[event_id] = Aggregation()
