@@ -21,8 +21,9 @@ The UIA session of ``/register`` is bound to the endpoint only, and remembers th
 its requests (the password as its hash): clients send them first and then only ``auth``, as
 Synapse allows. A session that registered an account answers a replay with the same account,
 logged in again (registration is idempotent). A guest upgrades to a full account by registering
-its own localpart with ``guest_access_token`` (spec: Guest Access). A new account's display name
-is its localpart, as on Synapse.
+its own localpart with ``guest_access_token`` (spec: Guest Access); the guest's devices and tokens
+end there, the answer carries the new ones. A new account's display name is its localpart, as on
+Synapse.
 """
 
 from __future__ import annotations
@@ -270,6 +271,9 @@ class RegistrationService:
             user_id = guest_user_id
             if not await self._users.upgrade_guest(user_id, password_hash):
                 raise UserInUse()
+            # the guest's tokens end with the guest account (as on Synapse, where a guest
+            # token of an upgraded account is refused): the client goes on with the new one
+            await self._auth.logout_all(user_id)
         else:
             user_id = await self._create(username, password_hash, proof)
         if proof.registration_token is not None:

@@ -295,7 +295,9 @@ async def test_guest_upgrades_to_a_full_account(homeserver_factory):
         # the password now logs in
         r = await c.post(LOGIN, json=password_login(localpart))
         assert r.status_code == 200, r.text
-        # an upgraded account is no guest any more: it cannot be upgraded again
+        # the guest's token ended with the guest account
+        r = await c.get(WHOAMI, headers=bearer(guest["access_token"]))
+        assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN")
         r = await c.post(
             REGISTER,
             json={
@@ -304,7 +306,7 @@ async def test_guest_upgrades_to_a_full_account(homeserver_factory):
                 "auth": {"type": "m.login.dummy"},
             },
         )
-        assert (r.status_code, r.json()["errcode"]) == (400, "M_USER_IN_USE"), r.text
+        assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN"), r.text
 
 
 async def test_login_variants_and_device_reuse(server):
