@@ -68,6 +68,7 @@ from homeserver.api.client.user_directory import UserDirectoryApi
 from homeserver.api.client.versions import VersionsApi
 from homeserver.api.client.well_known import WellKnownApi  # registration lock (issue 5)
 from homeserver.api.federation._auth import FederationAuthenticator  # federation: keys
+from homeserver.api.federation.invites import InvitesApi  # federation: remote joins, invites
 from homeserver.api.federation.keys import ServerKeysApi  # federation: keys
 from homeserver.api.federation.memberships import MembershipsApi  # federation: inbound
 from homeserver.api.federation.openid import FederationOpenIdApi
@@ -87,7 +88,10 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import AnnouncingDeviceStore, DeviceListAnnouncer
 from homeserver.services.devices import DeviceService
-from homeserver.services.directory import DirectoryService, RemoteDirectory
+from homeserver.services.directory import (  # room directory (issue 6)
+    DirectoryService,
+    RemoteDirectory,
+)
 from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee (issue 8)
 from homeserver.services.events import EventCreationService  # rooms (issue 6)
 from homeserver.services.federation_directory import FederatedDirectory
@@ -98,6 +102,8 @@ from homeserver.services.federation_inbound import (  # federation: inbound
     NoRemoteRoomGraph,
     RemoteRoomGraph,
 )
+from homeserver.services.federation_invites import FederationInvites  # federation: invites
+from homeserver.services.federation_join_remote import RemoteMemberships  # federation: joins
 from homeserver.services.federation_joins import FederationMemberships  # federation: inbound
 from homeserver.services.federation_remote_graph import ClientRoomGraph  # federation: inbound
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
@@ -598,8 +604,8 @@ def _sync_endpoint(
         presence=live.presence,
         e2ee=e2ee,
         counts=counts,
-        unsigned=rooms.relations,  # bundled aggregations, redacted_because
         ignored=live.ignored,
+        unsigned=rooms.relations,  # bundled aggregations, redacted_because
     )
     return SyncEndpoint(sync, FilterService(stores.filters))
 
@@ -982,6 +988,53 @@ def _federation_inbound(
 # --- end federation: inbound transactions and the room graph -------------------------------------
 
 
+# --- federation: remote joins and invites --------------------------------------------------------
+
+
+def _federation_memberships(
+    cfg: Config,
+    db: Database,
+    stores: Stores,
+    clock: Clock,
+    notifier: Notifier,
+    rooms: _Rooms,
+    inbound: FederationInbound,
+    client: FederationClient,
+    keys: KeyRing,
+    signing_key: SigningKey,
+    authenticate: Callable[[], Awaitable[str]],
+) -> list[object]:
+    """Our users joining rooms hosted elsewhere, invites to and from other servers (the room
+    service routes its remote joins and invites here); the inbound invite routes."""
+    fed_events = FederationEventStore(db)
+    joins = RemoteMemberships(
+        stores.events,
+        fed_events,
+        client,
+        keys,
+        rooms.creator,
+        notifier,
+        signing_key,
+        clock,
+        server_name=cfg.server_name,
+    )
+    invites = FederationInvites(
+        stores.events,
+        fed_events,
+        inbound,
+        client,
+        keys,
+        notifier,
+        signing_key,
+        server_name=cfg.server_name,
+    )
+    rooms.service.use_federation(joins, invites)
+    return [InvitesApi(invites, authenticate, cfg.limits.max_request_body_bytes)]
+
+
+# --- end federation: remote joins and invites ----------------------------------------------------
+
+
 async def serve_homeserver(
     cfg: Config,
     *,
@@ -1089,6 +1142,21 @@ async def serve_homeserver(
                 else None
             ),
         )
+        federation_memberships: list[object] = []  # federation: remote joins and invites
+        if cfg.federation.enabled:
+            federation_memberships = _federation_memberships(
+                cfg,
+                db,
+                stores,
+                clock,
+                notifier,
+                rooms,
+                federation_inbound.inbound,
+                federation_client,
+                federation_keys.keys,
+                signing_key,
+                federation_keys.auth.authenticate,
+            )
 
         apis: dict[str, list[object]] = {
             "client": [
@@ -1115,6 +1183,7 @@ async def serve_homeserver(
                 *account_surface.apis["federation"],
                 *federation_keys.apis,  # federation: keys, request authentication
                 *federation_inbound.apis,  # federation: inbound transactions, room graph
+                *federation_memberships,  # federation: remote joins and invites
                 FederationQueryApi(  # federation: profile, alias and room directory queries
                     account_surface.profile,
                     directory,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
 from federation.core.errors import InvalidIdentifier, UnsupportedRoomVersion
-from federation.core.events import StateKey
+from federation.core.events import Event, StateKey
 from federation.core.ids import parse_room_alias, parse_room_id, parse_user_id
 from federation.core.power_levels import get_named_level, get_power_level
 from federation.core.room_versions import RoomVersion, get_room_version
@@ -71,6 +71,35 @@ class RoomAliases(Protocol):
 
     async def set_room_visibility(self, room_id: str, public: bool) -> None:
         """Publish the room in (or withdraw it from) the room directory."""
+        ...
+
+
+class RemoteJoins(Protocol):
+    """Joining rooms this server is not in, through their resident servers, and rejecting
+    invites to them (``services/federation_join_remote.py``)."""
+
+    async def join(
+        self, user_id: str, room_id: str, hints: Sequence[str], content: Mapping[str, Any]
+    ) -> CreatedEvent:
+        """Join through the hinted servers (then the inviter's, then the room ID's)."""
+        ...
+
+    async def candidates(self, user_id: str, room_id: str, hints: Sequence[str]) -> list[str]:
+        """The servers a join would ask, best first (empty: none known)."""
+        ...
+
+    async def reject_invite(
+        self, user_id: str, room_id: str, reason: str | None = None
+    ) -> CreatedEvent:
+        """Reject an invite to a room this server is not in."""
+        ...
+
+
+class RemoteInvites(Protocol):
+    """Sending invites of other servers' users (``services/federation_invites.py``)."""
+
+    async def send_invite(self, event: Event) -> None:
+        """Have the invitee's server accept ``event`` (raises a MatrixError if it does not)."""
         ...
 
 
@@ -154,6 +183,24 @@ class RoomService:
         self._users = users
         self.history = RoomHistory(events, visibility, clock)
         """The reads (state, members, history), each through the history-visibility rule."""
+        self._remote_joins: RemoteJoins | None = None
+        self._remote_invites: RemoteInvites | None = None
+
+    def use_federation(self, joins: RemoteJoins, invites: RemoteInvites) -> None:
+        """Join rooms hosted elsewhere and invite other servers' users (wired in ``app.py``
+        once the federation services exist: they need this service's event creation path)."""
+        self._remote_joins = joins
+        self._remote_invites = invites
+
+    async def _host_in_room(self, room_id: str) -> bool:
+        """Whether one of our users is joined to ``room_id`` (so local events can be built)."""
+        if await self._events.get_room(room_id) is None:
+            return False
+        suffix = ":" + self._server_name
+        return any(
+            membership == "join" and user_id.endswith(suffix)
+            for user_id, membership, _ in await self._events.get_members(room_id)
+        )
 
     @property
     def visibility(self) -> HistoryVisibility:
@@ -307,8 +354,11 @@ class RoomService:
         *,
         reason: str | None = None,
         extra_content: Mapping[str, Any] | None = None,
+        via: Sequence[str] = (),
     ) -> str:
-        """Join a room by ID or alias; return its ID. Restricted rooms (v8+) pick a local user
+        """Join a room by ID or alias; return its ID. A room this server is not in is joined
+        over federation through ``via``, the alias's servers, the inviter's server or the
+        room ID's server. Restricted rooms (v8+) pick a local user
         who may invite as ``join_authorised_via_users_server``.
 
         Args:
@@ -323,6 +373,19 @@ class RoomService:
             MatrixError: ``M_UNABLE_TO_AUTHORISE_JOIN`` (none of the allowed rooms is known
                 here), ``M_UNABLE_TO_GRANT_JOIN`` (no local user may authorise the join).
         """
+        remote = await self._remote_join_target(requester.user_id, room_id_or_alias, via)
+        if remote is not None:
+            if requester.is_guest:
+                raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guests join local rooms only")
+            room_id, servers = remote
+            remote_content = {
+                k: v for k, v in (extra_content or {}).items() if k not in _SERVER_MEMBER_KEYS
+            }
+            if reason is not None:
+                remote_content["reason"] = reason
+            assert self._remote_joins is not None
+            await self._remote_joins.join(requester.user_id, room_id, servers, remote_content)
+            return room_id
         room_id = await self.resolve_room(room_id_or_alias)
         if requester.is_guest and not await self._guests_may_join(room_id):
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
@@ -339,6 +402,35 @@ class RoomService:
             requester.user_id, room_id, requester.user_id, content, action="join"
         )
         return room_id
+
+    async def _remote_join_target(
+        self, user_id: str, room_id_or_alias: str, via: Sequence[str]
+    ) -> tuple[str, list[str]] | None:
+        """``(room ID, servers to ask)`` when the join must go over federation: this server is
+        not in the room and knows a server to ask; None for a local join."""
+        if self._remote_joins is None:
+            return None
+        hints = list(via)
+        if room_id_or_alias.startswith("#"):
+            try:
+                parse_room_alias(room_id_or_alias)
+            except InvalidIdentifier:
+                raise InvalidParam(f"Invalid room alias {room_id_or_alias!r}") from None
+            found = None
+            if self._aliases is not None:
+                found = await self._aliases.resolve_alias(room_id_or_alias)
+            if found is None:
+                raise NotFound(f"Room alias {room_id_or_alias} not found")
+            room_id = found[0]
+            hints.extend(found[1])
+        else:
+            room_id = check_room_id(room_id_or_alias)
+        if await self._host_in_room(room_id):
+            return None
+        servers = await self._remote_joins.candidates(user_id, room_id, hints)
+        if not servers:
+            return None
+        return room_id, servers
 
     async def _guests_may_join(self, room_id: str) -> bool:
         """Spec: client-server › Guest access: guests may join a room whose
@@ -476,8 +568,18 @@ class RoomService:
             raise InvalidParam(f"Invalid user ID {target!r}") from None
         if target != requester.user_id or membership not in ("join", "leave"):
             _no_guests(requester, "change other users' membership")
+        if (
+            self._remote_joins is not None
+            and membership == "leave"
+            and target == requester.user_id
+            and not await self._host_in_room(room_id)
+        ):
+            current = await self._events.get_current_state_event(room_id, "m.room.member", target)
+            if _membership_of(current) in ("invite", "knock"):
+                # an invite to a room this server is not in: rejected through its servers
+                return await self._remote_joins.reject_invite(target, room_id, reason)
         if await self._events.get_room(room_id) is None:
-            raise NotFound("Unknown room (joining remote rooms is not supported yet)")
+            raise NotFound("Unknown room")
         if require_current is not None:
             current = await self._events.get_current_state_event(room_id, "m.room.member", target)
             if _membership_of(current) != require_current:
@@ -516,12 +618,20 @@ class RoomService:
         existing = await self._unchanged(room_id, sender, current, content)
         if existing is not None:
             return existing
+        remote_invite = None
+        if (
+            membership == "invite"
+            and self._remote_invites is not None
+            and not target.endswith(":" + self._server_name)
+        ):
+            remote_invite = self._remote_invites.send_invite  # the invitee's server first
         return await self._creator.create_event(
             room_id,
             sender=sender,
             event_type="m.room.member",
             content=content,
             state_key=target,
+            before_persist=remote_invite,
         )
 
     async def _unchanged(

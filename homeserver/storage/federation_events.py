@@ -40,7 +40,7 @@ from sqlalchemy import BigInteger, Text, bindparam, delete, insert, select, text
 from federation.core.canonicaljson import encode_canonical_json
 from federation.core.events import Event, StateKey
 from homeserver.storage.db import Conn, Database, Row
-from homeserver.storage.events import MIN_CHAIN_ROWS, index_relations, read_group_state
+from homeserver.storage.events import MIN_CHAIN_ROWS, RoomRow, index_relations, read_group_state
 from homeserver.storage.schema import (
     current_state,
     event_auth,
@@ -48,6 +48,7 @@ from homeserver.storage.schema import (
     event_forward_extremities,
     events,
     federation_inbound_txns,
+    rooms,
     soft_failed_events,
     state_group_entries,
     state_groups,
@@ -138,6 +139,8 @@ _UPSERT_CURRENT = text(
     bindparam("event_id", type_=Text),
     bindparam("membership", type_=Text),
 )
+_ROOM_EXISTS = select(rooms.c.room_id).where(rooms.c.room_id == bindparam("room_id"))
+_INSERT_ROOM = insert(rooms).values({c.name: bindparam(c.name) for c in rooms.columns})
 _EVENT_JSON = select(events.c.json).where(events.c.event_id == bindparam("event_id"))
 _MARK_REDACTED = (
     update(events)
@@ -259,7 +262,8 @@ class FederationEventStore:
             already stored, other than as an outlier now arriving in the timeline).
         """
         event = new.event
-        room_id = event.room_id
+        # a v12 create event has no room_id: the room ID is its event ID's hash
+        room_id = str(event.pdu.get("room_id") or "!" + event.event_id[1:])
         version = event.room_version
         raw = encode_canonical_json(event.pdu, strict=version.strict_canonical_json).decode()
         key = event.state_tuple
@@ -411,6 +415,91 @@ class FederationEventStore:
                     "membership": membership,
                 },
             )
+
+
+    # --- remote joins and invites: rooms joined over federation, out-of-band memberships ------
+
+    async def insert_room(self, room: RoomRow) -> None:
+        """Add the row of a room joined over federation (nothing if it is already there)."""
+        params = {
+            "room_id": room.room_id,
+            "room_version": room.room_version,
+            "creator": room.creator,
+            "is_public": room.is_public,
+            "created_ts": room.created_ts,
+        }
+
+        async def work(conn: Conn) -> None:
+            if await conn.fetch_val(_ROOM_EXISTS, {"room_id": room.room_id}) is None:
+                await conn.execute(_INSERT_ROOM, params)
+
+        await self._db.run(work, name="insert_remote_room")
+
+    async def persist_out_of_band_membership(self, event: Event) -> int | None:
+        """Store a member event of a room this server is not in (an invite received from
+        another server, or our leave rejecting it) so that the user's ``/sync`` sees it: a
+        timeline row (a stream position, not an outlier) without edges or a state group, and
+        the user's ``current_state`` row; the room gets its row if it has none (reads join
+        events to their room), but no forward extremity: "this server is in the room" is
+        "one of its users is joined". A later join replaces the room's current state.
+
+        Returns:
+            The stream position, or None when the event was already stored.
+        """
+        version = event.room_version
+        raw = encode_canonical_json(event.pdu, strict=version.strict_canonical_json).decode()
+        room_id = event.room_id
+
+        async def work(conn: Conn) -> int | None:
+            if await conn.fetch_one(_EXISTING, {"event_id": event.event_id}) is not None:
+                return None
+            if await conn.fetch_val(_ROOM_EXISTS, {"room_id": room_id}) is None:
+                # events are read joined to their room (its version): the room gets a row,
+                # though this server is not in it (no forward extremities)
+                await conn.execute(
+                    _INSERT_ROOM,
+                    {
+                        "room_id": room_id,
+                        "room_version": version.identifier,
+                        "creator": event.sender,
+                        "is_public": False,
+                        "created_ts": event.origin_server_ts,
+                    },
+                )
+            stream = await next_position(conn, StreamName.EVENTS)
+            await conn.execute(
+                _INSERT_EVENT,
+                {
+                    "event_id": event.event_id,
+                    "room_id": room_id,
+                    "type": event.type,
+                    "state_key": event.state_key,
+                    "sender": event.sender,
+                    "json": raw,
+                    "depth": event.depth,
+                    "origin_server_ts": event.origin_server_ts,
+                    "stream_ordering": stream,
+                    "outlier": False,
+                    "rejected_reason": None,
+                    "redacted": False,
+                    "state_group": None,
+                },
+            )
+            await conn.execute(
+                _UPSERT_CURRENT,
+                {
+                    "room_id": room_id,
+                    "type": event.type,
+                    "state_key": event.state_key,
+                    "event_id": event.event_id,
+                    "membership": event.membership,
+                },
+            )
+            return stream
+
+        return await self._db.run(work, name="persist_out_of_band_membership")
+
+    # --- end remote joins and invites ----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,8 +283,8 @@ class RoomsApi:
     # --- membership -----------------------------------------------------------------------------
 
     def _via(self) -> list[str]:
-        """``via`` (and the deprecated ``server_name``) query parameters. Only needed to join
-        over federation, which is not supported yet; accepted for compatibility."""
+        """``via`` (and the deprecated ``server_name``) query parameters: the servers to join
+        a room this server is not in through."""
         return request.args.getlist("via") or request.args.getlist("server_name")
 
     @route("POST", f"{_PREFIX}/rooms/{{room_id}}/join", auth="user", rate_limit="client_default")
@@ -299,7 +299,11 @@ class RoomsApi:
         check_room_id(room_id)
         body = await optional_json_body(self._max_body)
         joined = await self._rooms.join(
-            requester, room_id, reason=optional_string(body, "reason"), extra_content=body
+            requester,
+            room_id,
+            reason=optional_string(body, "reason"),
+            extra_content=body,
+            via=self._via(),
         )
         return {"room_id": joined}
 
@@ -312,10 +316,13 @@ class RoomsApi:
         ``server_name`` are accepted. The body's keys go into the member event's content, as
         for ``POST /rooms/{roomId}/join``.
         """
-        self._via()
         body = await optional_json_body(self._max_body)
         joined = await self._rooms.join(
-            requester, room_id_or_alias, reason=optional_string(body, "reason"), extra_content=body
+            requester,
+            room_id_or_alias,
+            reason=optional_string(body, "reason"),
+            extra_content=body,
+            via=self._via(),
         )
         return {"room_id": joined}
 

@@ -53,6 +53,8 @@ class FederatedServer:
     config: Config
     directory: Path
     ca: trustme.CA
+    #: set it to stop the server (e.g. to test an unreachable peer)
+    stop: trio.Event | None = None
 
     @property
     def signing_key(self) -> SigningKey:
@@ -227,6 +229,7 @@ async def federated_server_factory(
             config=cfg,
             directory=directory,
             ca=federation_ca,
+            stop=stop,
         )
 
     yield start

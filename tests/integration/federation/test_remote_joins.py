@@ -1,0 +1,209 @@
+"""Our users joining rooms hosted on another of our servers, and invites both ways."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import trio
+
+from tests.integration.federation.conftest import FederatedServer, FederatedServerFactory
+
+V3 = "/_matrix/client/v3"
+
+
+async def _user(server: FederatedServer, name: str) -> tuple[str, httpx.AsyncClient]:
+    account = await server.register(name)
+    client = server.client()
+    client.headers["Authorization"] = f"Bearer {account['access_token']}"
+    return account["user_id"], client
+
+
+async def _ok(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _state(client: httpx.AsyncClient, room_id: str) -> dict[tuple[str, str], Any]:
+    body = await _ok(await client.get(f"{V3}/rooms/{quote(room_id)}/state"))
+    return {(e["type"], e["state_key"]): e["content"] for e in body}  # type: ignore[index]
+
+
+async def _wait_for(predicate: Any, what: str) -> None:
+    with trio.fail_after(20):
+        while not await predicate():
+            await trio.sleep(0.05)
+    assert await predicate(), what
+
+
+@pytest.mark.parametrize("room_version", ["10", "12"])
+async def test_join_by_remote_alias_gives_full_state(
+    two_servers: tuple[FederatedServer, FederatedServer], room_version: str
+) -> None:
+    a, b = two_servers
+    alice, ca = await _user(a, "alice")
+    bob, cb = await _user(b, "bob")
+    async with ca, cb:
+        created = await _ok(
+            await cb.post(
+                f"{V3}/createRoom",
+                json={
+                    "preset": "public_chat",
+                    "room_alias_name": "lobby",
+                    "name": "Lobby",
+                    "room_version": room_version,
+                },
+            )
+        )
+        room_id = created["room_id"]
+        alias = f"#lobby:{b.server_name}"
+        joined = await _ok(await ca.post(f"{V3}/join/{quote(alias)}", json={}))
+        assert joined == {"room_id": room_id}
+        # A has the room with its full state
+        state = await _state(ca, room_id)
+        assert state[("m.room.create", "")]["room_version"] == room_version
+        assert state[("m.room.name", "")] == {"name": "Lobby"}
+        assert state[("m.room.member", bob)]["membership"] == "join"
+        assert state[("m.room.member", alice)]["membership"] == "join"
+        sync = await _ok(await ca.get(f"{V3}/sync"))
+        room = sync["rooms"]["join"][room_id]
+        types = {e["type"] for e in room["state"]["events"] + room["timeline"]["events"]}
+        assert {"m.room.create", "m.room.power_levels", "m.room.name"} <= types
+        # B (the resident) has alice joined
+        members = await _ok(await cb.get(f"{V3}/rooms/{quote(room_id)}/joined_members"))
+        assert set(members["joined"]) == {alice, bob}
+        # joining again through the same path is a local no-op now
+        assert await _ok(await ca.post(f"{V3}/join/{quote(alias)}", json={})) == joined
+        # alice can send into the room (the event is built over the joined state)
+        sent = await _ok(
+            await ca.put(
+                f"{V3}/rooms/{quote(room_id)}/send/m.room.message/t1",
+                json={"msgtype": "m.text", "body": "hello from A"},
+            )
+        )
+        assert sent["event_id"].startswith("$")
+
+
+async def test_remote_join_errors(two_servers: tuple[FederatedServer, FederatedServer]) -> None:
+    a, b = two_servers
+    _alice, ca = await _user(a, "alice")
+    _bob, cb = await _user(b, "bob")
+    async with ca, cb:
+        private = await _ok(await cb.post(f"{V3}/createRoom", json={"preset": "private_chat"}))
+        room_id = private["room_id"]
+        # invite-only: the resident's refusal is passed on as 403
+        r = await ca.post(f"{V3}/join/{quote(room_id)}?server_name={quote(b.server_name)}")
+        assert r.status_code == 403, r.text
+        assert r.json()["errcode"] == "M_FORBIDDEN"
+        # unknown room on a known server: 404
+        r = await ca.post(
+            f"{V3}/join/{quote('!nope:' + b.server_name)}?via={quote(b.server_name)}", json={}
+        )
+        assert r.status_code == 404, r.text
+        # unknown alias on the remote server: 404
+        r = await ca.post(f"{V3}/join/{quote('#nothing:' + b.server_name)}", json={})
+        assert r.status_code == 404, r.text
+        # a v12 room ID without via: no server to ask
+        v12 = await _ok(
+            await cb.post(f"{V3}/createRoom", json={"preset": "public_chat", "room_version": "12"})
+        )
+        r = await ca.post(f"{V3}/join/{quote(v12['room_id'])}", json={})
+        assert r.status_code == 404, r.text
+        r = await ca.post(f"{V3}/join/{quote(v12['room_id'])}?via={quote(b.server_name)}", json={})
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("room_version", ["10", "12"])
+async def test_invite_remote_user_who_joins(
+    two_servers: tuple[FederatedServer, FederatedServer], room_version: str
+) -> None:
+    a, b = two_servers
+    alice, ca = await _user(a, "alice")
+    bob, cb = await _user(b, "bob")
+    async with ca, cb:
+        created = await _ok(
+            await ca.post(
+                f"{V3}/createRoom",
+                json={"preset": "private_chat", "name": "Secret", "room_version": room_version},
+            )
+        )
+        room_id = created["room_id"]
+        await _ok(await ca.post(f"{V3}/rooms/{quote(room_id)}/invite", json={"user_id": bob}))
+        # bob's sync shows the invite with the room's stripped state
+        sync = await _ok(await cb.get(f"{V3}/sync"))
+        invite = sync["rooms"]["invite"][room_id]["invite_state"]["events"]
+        member = [e for e in invite if e["type"] == "m.room.member" and e["state_key"] == bob]
+        assert member and member[0]["content"]["membership"] == "invite", invite
+        assert member[0]["sender"] == alice
+        # bob accepts: a join through the inviter's server (no via needed)
+        await _ok(await cb.post(f"{V3}/rooms/{quote(room_id)}/join", json={}))
+        state = await _state(cb, room_id)
+        assert state[("m.room.name", "")] == {"name": "Secret"}
+        assert state[("m.room.member", bob)]["membership"] == "join"
+        members = await _ok(await ca.get(f"{V3}/rooms/{quote(room_id)}/joined_members"))
+        assert set(members["joined"]) == {alice, bob}
+        sync = await _ok(await cb.get(f"{V3}/sync"))
+        assert room_id in sync["rooms"]["join"]
+        assert room_id not in sync["rooms"].get("invite", {})
+
+
+async def test_invite_errors(two_servers: tuple[FederatedServer, FederatedServer]) -> None:
+    a, b = two_servers
+    _alice, ca = await _user(a, "alice")
+    async with ca:
+        room = await _ok(await ca.post(f"{V3}/createRoom", json={"preset": "private_chat"}))
+        room_id = room["room_id"]
+        # an unreachable server: the invite is not made
+        r = await ca.post(f"{V3}/rooms/{quote(room_id)}/invite", json={"user_id": "@x:127.0.0.1:9"})
+        assert r.status_code == 502, r.text
+        state = await _state(ca, room_id)
+        assert ("m.room.member", "@x:127.0.0.1:9") not in state
+    # inbound: bad bodies and foreign users
+    target = f"/_matrix/federation/v2/invite/{quote(room_id)}/%24x"
+    r = await a.signed_request(b, "PUT", target, {"event": {}, "invite_room_state": []})
+    assert r.status_code == 400 and r.json()["errcode"] == "M_BAD_JSON"
+    r = await a.signed_request(b, "PUT", target, {"room_version": "99", "event": {}})
+    assert r.status_code == 400 and r.json()["errcode"] == "M_INCOMPATIBLE_ROOM_VERSION"
+    assert r.json()["room_version"] == "99"
+    r = await a.signed_request(b, "PUT", target, {"room_version": "10", "event": []})
+    assert r.status_code == 400
+    r = await a.signed_request(
+        b,
+        "PUT",
+        target,
+        {"room_version": "10", "event": {"type": "m.room.member", "content": {}}},
+    )
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize("inviter_down", [False, True])
+async def test_reject_remote_invite(
+    federated_server_factory: FederatedServerFactory, inviter_down: bool
+) -> None:
+    a = await federated_server_factory()
+    b = await federated_server_factory()
+    alice, ca = await _user(a, "alice")
+    bob, cb = await _user(b, "bob")
+    async with ca, cb:
+        room = await _ok(await ca.post(f"{V3}/createRoom", json={"preset": "private_chat"}))
+        room_id = room["room_id"]
+        await _ok(await ca.post(f"{V3}/rooms/{quote(room_id)}/invite", json={"user_id": bob}))
+        first = await _ok(await cb.get(f"{V3}/sync"))
+        assert room_id in first["rooms"]["invite"]
+        if inviter_down:
+            assert a.stop is not None
+            a.stop.set()
+            await trio.sleep(1.5)  # the listener's grace period
+        await _ok(await cb.post(f"{V3}/rooms/{quote(room_id)}/leave", json={}))
+        sync = await _ok(await cb.get(f"{V3}/sync", params={"since": first["next_batch"]}))
+        assert room_id not in sync["rooms"].get("invite", {})
+        assert room_id in sync["rooms"].get("leave", {})
+        again = await _ok(await cb.get(f"{V3}/sync"))
+        assert room_id not in again["rooms"].get("invite", {})
+        if not inviter_down:
+            state = await _state(ca, room_id)
+            assert state[("m.room.member", bob)]["membership"] == "leave"
+            assert state[("m.room.member", alice)]["membership"] == "join"
