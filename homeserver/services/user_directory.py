@@ -5,9 +5,9 @@ users to search ... it is generally considered acceptable to search users who sh
 the requesting user and users in public rooms". That is what is searched: local accounts,
 neither deactivated nor guests, joined to a room the searcher has joined or to a public room
 (join rule ``public`` or history visibility ``world_readable``). ``user_directory.
-search_all_users`` searches every local account instead. See
-:mod:`homeserver.storage.user_directory` for the queries and their cost. Remote users (members
-of shared rooms on other servers) are not searched yet.
+search_all_users`` searches every local account instead. Users of other servers joined to
+those rooms are found by their member events. See :mod:`homeserver.storage.user_directory` for
+the queries and their cost.
 """
 
 from __future__ import annotations

@@ -7,10 +7,14 @@ searcher has joined (the searcher themself excepted), or to a room whose join ru
 ``public`` or whose history visibility is ``world_readable`` (what Synapse and SyTest count as
 public).
 
+Users of other servers are found through their member events in those rooms (display name
+and avatar as the event has them).
+
 Cost of the visible search: one read of the join rule and history visibility of every room
-(their current state events), one of the searcher's rooms, then the matching users in chunks
-of :data:`CHUNK` (user ID order), each with the joined memberships of its user ID range, until
-``limit + 1`` visible users are found: O(rooms + matching users × their rooms). A server with
+(their current state events), one of the searcher's rooms, then the matching local users in
+chunks of :data:`CHUNK` (user ID order), each with the joined memberships of its user ID range,
+until ``limit + 1`` visible users are found, and the joined remote members whose member event
+matches: O(rooms + matching users × their rooms + remote memberships). A server with
 many rooms would keep a table of public rooms and of users per room instead (Synapse's
 ``users_in_public_rooms`` and ``users_who_share_private_rooms``), filled where state is written.
 
@@ -114,6 +118,55 @@ _PUBLICITY = (
 )
 
 
+_REMOTE_MEMBERS_FROM = current_state.join(
+    events, events.c.event_id == current_state.c.event_id
+).outerjoin(users, users.c.user_id == current_state.c.state_key)
+_REMOTE_MEMBER_WHERE = and_(
+    current_state.c.type == _MEMBER,
+    current_state.c.membership == "join",
+    users.c.user_id.is_(None),
+)
+_REMOTE_MEMBER_COLUMNS = (current_state.c.room_id, current_state.c.state_key, events.c.json)
+#: Joined members without an account here (other servers' users), whose user ID or member
+#: event matches the pattern: a superset of the matches, checked exactly in Python (SQLite's
+#: ``lower`` folds ASCII only, so this is used for ASCII terms).
+_REMOTE_MEMBERS_LIKE = (
+    select(*_REMOTE_MEMBER_COLUMNS)
+    .select_from(_REMOTE_MEMBERS_FROM)
+    .where(
+        and_(
+            _REMOTE_MEMBER_WHERE,
+            or_(
+                func.lower(current_state.c.state_key).like(bindparam("pattern"), escape="\\"),
+                func.lower(events.c.json).like(bindparam("pattern"), escape="\\"),
+            ),
+        )
+    )
+)
+#: The same for other terms: every joined remote member.
+_REMOTE_MEMBERS = (
+    select(*_REMOTE_MEMBER_COLUMNS).select_from(_REMOTE_MEMBERS_FROM).where(_REMOTE_MEMBER_WHERE)
+)
+
+
+def _remote_entry(user_id: str, event_json: str, folded_term: str) -> DirectoryEntry | None:
+    """The entry of a remote member (display name and avatar from their member event) if
+    their user ID or display name contains the (case-folded) term."""
+    try:
+        content = orjson.loads(event_json).get("content")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(content, dict):
+        return None
+    name = content.get("displayname")
+    name = name if isinstance(name, str) else None
+    avatar = content.get("avatar_url")
+    avatar = avatar if isinstance(avatar, str) else None
+    if folded_term in user_id.casefold() or (name is not None and folded_term in name.casefold()):
+        return DirectoryEntry(user_id, name, avatar)
+    return None
+
+
 def _is_public(event_type: str, event_json: str) -> bool:
     """A join rules event saying ``public``, or a history visibility one ``world_readable``."""
     try:
@@ -203,6 +256,20 @@ class UserDirectoryStore:
                 if len(rows) < CHUNK:
                     break
                 after = last
+            remote: dict[str, DirectoryEntry] = {}
+            if term.isascii():
+                candidates = await conn.fetch_all(_REMOTE_MEMBERS_LIKE, {"pattern": pattern})
+            else:
+                candidates = await conn.fetch_all(_REMOTE_MEMBERS)
+            folded = term.casefold()
+            for room_id, user_id, event_json in candidates:
+                if str(room_id) not in shared or str(user_id) in remote:
+                    continue
+                entry = _remote_entry(str(user_id), str(event_json), folded)
+                if entry is not None:
+                    remote[entry.user_id] = entry
+            if remote:
+                found = sorted([*found, *remote.values()], key=lambda e: e.user_id)
             return found
 
         entries = await self._db.read(work, name="user_directory_search_visible")
