@@ -1,8 +1,10 @@
 """The user directory: ``POST /user_directory/search``.
 
-Spec: client-server-api/_index.md › User Directory: "The homeserver may determine a subset of
-users to search ... it is generally considered acceptable to search users who share a room with
-the requesting user and users in public rooms". That is what is searched: local accounts,
+Spec: ``users.yaml`` (``POST /user_directory/search``): "The homeserver may determine which
+subset of users are searched. However, the homeserver MUST at a minimum consider users who are
+visible to the requester based on their membership in rooms known to the homeserver": users
+that share a room with the requester, and users joined to rooms with a ``public`` join rule or
+``world_readable`` history visibility. That is what is searched: local accounts,
 neither deactivated nor guests, joined to a room the searcher has joined or to a public room
 (join rule ``public`` or history visibility ``world_readable``). ``user_directory.
 search_all_users`` searches every local account instead. Users of other servers joined to

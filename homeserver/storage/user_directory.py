@@ -1,7 +1,7 @@
 """The user directory: searching local users by user ID and display name.
 
 :meth:`UserDirectoryStore.search` searches every local user (``search_all_users``);
-:meth:`UserDirectoryStore.search_visible` only those a searcher may find (spec: "users who
+:meth:`UserDirectoryStore.search_visible` only those a searcher may find (spec: "users that
 share a room with the requesting user" and users in public rooms): users joined to a room the
 searcher has joined (the searcher themself excepted), or to a room whose join rule is
 ``public`` or whose history visibility is ``world_readable`` (what Synapse and SyTest count as
