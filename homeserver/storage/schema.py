@@ -876,6 +876,41 @@ soft_failed_events = Table(
 # --- federation_sender (0019) --------------------------------------------------------------------
 # federation: the outbound sender's per-destination queues and back-off
 
+#: Local PDUs still to be sent to a destination (deleted once the destination accepted them).
+federation_outbox = Table(
+    "federation_outbox",
+    metadata,
+    Column("destination", Text, nullable=False),
+    # the event's EVENTS stream position: the order the destination receives them in
+    Column("stream_ordering", BigInteger, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    PrimaryKeyConstraint("destination", "stream_ordering"),
+)
+
+#: Back-off per destination; no row: never failed.
+federation_destinations = Table(
+    "federation_destinations",
+    metadata,
+    Column("destination", Text, nullable=False),
+    # consecutive failed transactions
+    Column("failures", Integer, nullable=False),
+    Column("retry_interval_ms", BigInteger, nullable=False),
+    # no transaction before this time
+    Column("retry_at_ts", BigInteger, nullable=False),
+    Column("last_success_ts", BigInteger, nullable=True),
+    PrimaryKeyConstraint("destination"),
+)
+
+#: How far the sender has read the local events into the outbox (one row, ``name = 'events'``).
+federation_sender_position = Table(
+    "federation_sender_position",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("stream_ordering", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
+)
+
 # --- end federation_sender (0019) ----------------------------------------------------------------
 
 
