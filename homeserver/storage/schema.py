@@ -913,6 +913,11 @@ federation_sender_position = Table(
 
 # --- end federation_sender (0019) ----------------------------------------------------------------
 
+# --- pushers (0020) ------------------------------------------------------------------------------
+# pushers and the notifications they were sent
+
+# --- end pushers (0020) --------------------------------------------------------------------------
+
 
 def constraint_name(table: str, columns: Sequence[str]) -> str | None:
     """The primary key, unique constraint or unique index of ``table`` over exactly ``columns``.

@@ -1,0 +1,27 @@
+"""Pushers and the notifications they were sent.
+
+Revision ID: 0020
+Revises: 0019
+Create Date: 2026-12-06
+
+- (filled in by the pushers work)
+
+Spell the columns out here: a migration never imports homeserver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0020"
+down_revision: str | None = "0019"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
