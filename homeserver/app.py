@@ -105,6 +105,7 @@ from homeserver.services.federation_inbound import (  # federation: inbound
 from homeserver.services.federation_invites import FederationInvites  # federation: invites
 from homeserver.services.federation_join_remote import RemoteMemberships  # federation: joins
 from homeserver.services.federation_joins import FederationMemberships  # federation: inbound
+from homeserver.services.federation_profiles import FederatedProfiles  # federation: profiles
 from homeserver.services.federation_remote_graph import ClientRoomGraph  # federation: inbound
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.filters import FilterService  # sync and filters (issue 7)
@@ -1003,9 +1004,11 @@ def _federation_memberships(
     keys: KeyRing,
     signing_key: SigningKey,
     authenticate: Callable[[], Awaitable[str]],
+    profiles: ProfileService,
 ) -> list[object]:
     """Our users joining rooms hosted elsewhere, invites to and from other servers (the room
-    service routes its remote joins and invites here); the inbound invite routes."""
+    service routes its remote joins and invites here); the inbound invite routes; other
+    servers' users' profiles."""
     fed_events = FederationEventStore(db)
     joins = RemoteMemberships(
         stores.events,
@@ -1029,6 +1032,7 @@ def _federation_memberships(
         server_name=cfg.server_name,
     )
     rooms.service.use_federation(joins, invites)
+    profiles.use_remote(FederatedProfiles(client))
     return [InvitesApi(invites, authenticate, cfg.limits.max_request_body_bytes)]
 
 
@@ -1156,6 +1160,7 @@ async def serve_homeserver(
                 federation_keys.keys,
                 signing_key,
                 federation_keys.auth.authenticate,
+                account_surface.profile,
             )
 
         apis: dict[str, list[object]] = {

@@ -14,8 +14,9 @@ Spec: client-server-api/_index.md › Profiles, and ``data/api/client-server/pro
 - Only the owner may change a profile (``403 M_FORBIDDEN``). Reading is open to any
   authenticated user, which the spec allows ("MUST at a minimum allow ... users who share a
   room").
-- Remote users: ``404 M_NOT_FOUND`` until federation exists (then: the federation profile query,
-  ``GET /_matrix/federation/v1/query/profile``).
+- Remote users: asked of their server with the federation profile query
+  (``GET /_matrix/federation/v1/query/profile``, :class:`RemoteProfiles`) when federation is
+  wired; ``404 M_NOT_FOUND`` otherwise, and for the federation query itself (no proxying).
 
 Changes are announced to :class:`ProfileListener` s after they commit. The spec wants a
 display name or avatar change propagated as a new ``m.room.member`` event in every joined room
@@ -89,6 +90,19 @@ class Profile:
 
     user_id: str
     fields: Mapping[str, Any]
+
+
+class RemoteProfiles(Protocol):
+    """Other servers' users' profiles (``services/federation_profiles.py``)."""
+
+    async def query(self, user_id: str, field: str | None) -> Mapping[str, Any]:
+        """The profile (or the one field) from the user's server.
+
+        Raises:
+            NotFound: that server has no such user or field.
+            MatrixError: 502, it could not be asked.
+        """
+        ...
 
 
 class ProfileListener(Protocol):
@@ -166,6 +180,18 @@ class ProfileService:
         self._profiles = profiles
         self._server_name = server_name
         self._listeners = list(listeners)
+        self._remote: RemoteProfiles | None = None
+
+    def use_remote(self, remote: RemoteProfiles) -> None:
+        """Ask other servers for their users' profiles (wired in ``app.py``)."""
+        self._remote = remote
+
+    def _remote_user(self, user_id: str, ask_remote: bool) -> bool:
+        try:
+            uid = parse_user_id(user_id)
+        except InvalidIdentifier:
+            raise InvalidParam(f"Invalid user ID {user_id!r}") from None
+        return ask_remote and self._remote is not None and uid.server_name != self._server_name
 
     def add_listener(self, listener: ProfileListener) -> None:
         """Subscribe to profile changes (the composition root wires this)."""
@@ -177,19 +203,22 @@ class ProfileService:
         except InvalidIdentifier:
             raise InvalidParam(f"Invalid user ID {user_id!r}") from None
         if uid.server_name != self._server_name:
-            # Remote profiles need the federation profile query, which does not exist yet.
-            raise NotFound("Profile not found (remote profiles are not supported yet)")
+            raise NotFound("Profile not found (a user of another server)")
         user = await self._users.get_user(user_id)
         if user is None or user.deactivated:
             raise NotFound("Profile not found")
 
-    async def get_profile(self, user_id: str) -> Profile:
-        """The whole profile.
+    async def get_profile(self, user_id: str, *, ask_remote: bool = True) -> Profile:
+        """The whole profile; a remote user's from their server (unless ``ask_remote`` is
+        False: the federation query answers for our users only).
 
         Raises:
-            NotFound: no such local user (or a remote user).
+            NotFound: no such user (or a remote user that cannot be asked).
             InvalidParam: ``user_id`` is not a user ID.
         """
+        if self._remote_user(user_id, ask_remote):
+            assert self._remote is not None
+            return Profile(user_id, dict(await self._remote.query(user_id, None)))
         await self._check_local_user(user_id)
         return Profile(user_id, await self._profiles.get_profile(user_id))
 
@@ -201,6 +230,12 @@ class ProfileService:
             InvalidParam: ``user_id`` or ``key`` is malformed.
         """
         check_key(key)
+        if self._remote_user(user_id, True):
+            assert self._remote is not None
+            fields = await self._remote.query(user_id, key)
+            if key not in fields:
+                raise NotFound(f"The profile has no {key!r} field")
+            return fields[key]
         await self._check_local_user(user_id)
         found, value = await self._profiles.get_field(user_id, key)
         if not found:

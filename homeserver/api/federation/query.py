@@ -72,7 +72,7 @@ class FederationQueryApi:
         field = request.args.get("field")
         if field is not None and field not in _PROFILE_FIELDS:
             raise InvalidParam(f"'field' must be one of {', '.join(_PROFILE_FIELDS)}")
-        profile = await self._profiles.get_profile(user_id)
+        profile = await self._profiles.get_profile(user_id, ask_remote=False)
         fields: dict[str, Any] = dict(profile.fields)
         if field is not None:
             if field not in fields:

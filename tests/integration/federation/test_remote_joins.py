@@ -207,3 +207,28 @@ async def test_reject_remote_invite(
             state = await _state(ca, room_id)
             assert state[("m.room.member", bob)]["membership"] == "leave"
             assert state[("m.room.member", alice)]["membership"] == "join"
+
+
+async def test_remote_profiles(two_servers: tuple[FederatedServer, FederatedServer]) -> None:
+    a, b = two_servers
+    _alice, ca = await _user(a, "alice")
+    bob, cb = await _user(b, "bob")
+    async with ca, cb:
+        await _ok(
+            await cb.put(f"{V3}/profile/{quote(bob)}/displayname", json={"displayname": "Bob B"})
+        )
+        profile = await _ok(await ca.get(f"{V3}/profile/{quote(bob)}"))
+        assert profile["displayname"] == "Bob B"
+        field = await _ok(await ca.get(f"{V3}/profile/{quote(bob)}/displayname"))
+        assert field == {"displayname": "Bob B"}
+        r = await ca.get(f"{V3}/profile/{quote(bob)}/avatar_url")
+        assert r.status_code == 404, r.text
+        r = await ca.get(f"{V3}/profile/{quote('@nobody:' + b.server_name)}")
+        assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND"
+        r = await ca.get(f"{V3}/profile/{quote('@x:127.0.0.1:9')}")
+        assert r.status_code == 502, r.text
+    # the federation query answers for its own users only (no proxying)
+    alice_on_a = f"@alice:{a.server_name}"
+    target = f"/_matrix/federation/v1/query/profile?user_id={quote(alice_on_a)}"
+    r = await a.signed_request(b, "GET", target)
+    assert r.status_code == 404, r.text
