@@ -108,6 +108,7 @@ from homeserver.services.federation_joins import FederationMemberships  # federa
 from homeserver.services.federation_profiles import FederatedProfiles  # federation: profiles
 from homeserver.services.federation_remote_graph import ClientRoomGraph  # federation: inbound
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
+from homeserver.services.federation_sender import FederationSender  # federation: sender
 from homeserver.services.filters import FilterService  # sync and filters (issue 7)
 from homeserver.services.health import HealthService
 from homeserver.services.ignored_users import IgnoredUsers
@@ -154,6 +155,7 @@ from homeserver.storage import Database, Stores, migrate, open_stores
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.federation_events import FederationEventStore  # federation: inbound
+from homeserver.storage.federation_queue import FederationQueueStore  # federation: sender
 from homeserver.storage.media_files import LocalFileStore  # media (issue 9)
 from homeserver.storage.server_keys import ServerKeyStore  # federation: keys
 from homeserver.streams import StreamName, StreamToken  # the r0 API
@@ -927,6 +929,30 @@ _VERSION = _distribution_version()
 
 # --- federation: outbound transport and sender ---------------------------------------------------
 
+
+def _federation_sender(
+    cfg: Config,
+    db: Database,
+    clock: Clock,
+    transport: FederationTransport,
+    creator: EventCreationService,
+    auth: FederationAuthenticator,
+) -> FederationSender:
+    """The outbound sender over the shared transport: told of every local event (the event
+    creation path's listener) and of every server that reaches us (the X-Matrix
+    authenticator), which ends that server's back-off. Run it in the background nursery;
+    ``send_edu`` is the way typing, receipts and presence reach other servers."""
+    sender = FederationSender(
+        FederationQueueStore(db),
+        FederationClient(transport),
+        clock,
+        server_name=cfg.server_name,
+    )
+    creator.add_event_listener(sender.on_local_event)
+    auth.add_origin_listener(sender.on_server_contacted)
+    return sender
+
+
 # --- end federation: outbound transport and sender -----------------------------------------------
 
 
@@ -1146,6 +1172,9 @@ async def serve_homeserver(
                 else None
             ),
         )
+        federation_sender = _federation_sender(  # federation: outbound sender
+            cfg, db, clock, federation_keys.transport, rooms.creator, federation_keys.auth
+        )
         federation_memberships: list[object] = []  # federation: remote joins and invites
         if cfg.federation.enabled:
             federation_memberships = _federation_memberships(
@@ -1205,6 +1234,8 @@ async def serve_homeserver(
         async with trio.open_nursery() as background:
             await background.start(_run_accounts_background, accounts)
             await background.start(_run_federation_keys, federation_keys)  # federation: keys
+            if cfg.federation.enabled:  # federation: outbound sender
+                await background.start(federation_sender.run)
             await background.start(media.retention.run)  # media (issue 9)
             await background.start(_run_live_layer, live)  # typing, receipts, presence (issue 7)
             await background.start(rooms.profile_propagator.run)

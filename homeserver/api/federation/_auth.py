@@ -83,6 +83,13 @@ class FederationAuthenticator:
         self._clock = clock
         self._enabled = enabled
         self._max_body = max_body_bytes
+        self._origin_listeners: list[Callable[[str], None]] = []
+
+    def add_origin_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(origin)`` after each request whose signature verified (the
+        federation sender ends its back-off for a server that is evidently up). Must be cheap
+        and must not raise."""
+        self._origin_listeners.append(listener)
 
     async def authenticate(self, req: Request | None = None) -> str:
         """Verify the current (or given) request's ``X-Matrix`` header; the origin's name.
@@ -116,6 +123,8 @@ class FederationAuthenticator:
             verify_request_with_keys(auth, keys, req.method, uri, ours, content)
         except SignatureError as e:
             raise Unauthorized(f"Invalid X-Matrix signature: {e}") from None
+        for listener in self._origin_listeners:
+            listener(auth.origin)
         return auth.origin
 
     async def _body(self, req: Request) -> Any:
