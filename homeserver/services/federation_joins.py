@@ -24,8 +24,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from federation.core.auth_rules import auth_types_for_event, check_auth_rules
-from federation.core.builder import MAX_PREV_EVENTS, check_event_format
-from federation.core.errors import AuthError, EventFormatError
+from federation.core.builder import MAX_PREV_EVENTS
+from federation.core.canonicaljson import encode_canonical_json
+from federation.core.errors import AuthError, CanonicalJSONError
 from federation.core.events import Event
 from federation.core.ids import parse_user_id
 from federation.core.power_levels import CREATE_KEY
@@ -190,9 +191,9 @@ class FederationMemberships:
             raise Forbidden(f"{sender} is not a user of {origin}")
         if version.event_id_format is EventIdFormat.V1_ORIGIN and pdu.get("event_id") != event_id:
             raise BadJson("The event ID does not match the path")
-        try:
-            check_event_format(version, pdu)
-        except EventFormatError as e:
+        try:  # JSON the room version cannot sign is 400 (Synapse); other faults 403 below
+            encode_canonical_json(pdu, strict=version.strict_canonical_json)
+        except CanonicalJSONError as e:
             raise BadJson(f"Invalid event: {e}") from None
         servers_before = await self._servers_in_room(room_id)
         try:

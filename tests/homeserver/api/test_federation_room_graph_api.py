@@ -351,3 +351,15 @@ async def test_get_missing_events_checks_access_before_the_body(api: Api) -> Non
         headers={"X-Test-Origin": "other.test"},
     )
     assert resp.status_code == 403 and resp.json()["errcode"] == "M_FORBIDDEN"
+
+
+async def test_send_join_of_an_unsigned_event_is_forbidden(api: Api) -> None:
+    room_id = api.env.room_id
+    resp = await api.get(f"/_matrix/federation/v1/make_join/{room_id}/{ROB}", ver="10")
+    template = resp.json()["event"]
+    sent = await api.client.put(
+        f"/_matrix/federation/v1/send_join/{room_id}/$whatever",
+        json=template,
+        headers={"X-Test-Origin": REMOTE},
+    )
+    assert sent.status_code == 403 and sent.json()["errcode"] == "M_FORBIDDEN", sent.text
