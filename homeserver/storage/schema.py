@@ -916,6 +916,66 @@ federation_sender_position = Table(
 # --- pushers (0020) ------------------------------------------------------------------------------
 # pushers and the notifications they were sent
 
+#: HTTP pushers (``POST /pushers/set``): where a user's notifications go. The device that set
+#: one owns it: deleting the device (logout, password change) deletes its pushers.
+pushers = Table(
+    "pushers",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("app_id", Text, nullable=False),
+    Column("pushkey", Text, nullable=False),
+    # the device whose access token set it (NULL: set by an admin path, owned by no device)
+    Column("device_id", Text, nullable=True),
+    Column("kind", Text, nullable=False),
+    Column("app_display_name", Text, nullable=False),
+    Column("device_display_name", Text, nullable=False),
+    Column("profile_tag", Text, nullable=True),
+    Column("lang", Text, nullable=False),
+    # the pusher's ``data`` object (``url``, ``format`` and whatever the client added)
+    Column("data_json", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    # the sender's position: notifications up to this EVENTS position have been sent (or
+    # given up on); a restart resumes after it
+    Column("last_stream_ordering", BigInteger, nullable=False),
+    # when the gateway started failing (NULL: it answers)
+    Column("failing_since", BigInteger, nullable=True),
+    PrimaryKeyConstraint("user_id", "app_id", "pushkey"),
+    ForeignKeyConstraint(
+        ["user_id", "device_id"], ["devices.user_id", "devices.device_id"], ondelete="CASCADE"
+    ),
+    Index(None, "app_id", "pushkey"),
+)
+
+#: The events that notified a local user (push rules' ``notify``), for ``GET /notifications``
+#: and the pushers; pruned by age.
+push_notifications = Table(
+    "push_notifications",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("room_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    # the event's EVENTS stream position
+    Column("stream_ordering", BigInteger, nullable=False),
+    # the actions of the push rule that matched (JSON array)
+    Column("actions_json", Text, nullable=False),
+    Column("highlight", Boolean, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "event_id"),
+    Index(None, "user_id", "stream_ordering"),
+    Index(None, "ts"),
+)
+
+#: How far the push sender has evaluated events into ``push_notifications`` (one row,
+#: ``name = 'events'``).
+push_sender_position = Table(
+    "push_sender_position",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("stream_ordering", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
+)
+
 # --- end pushers (0020) --------------------------------------------------------------------------
 
 
