@@ -397,7 +397,7 @@ class RelationsService:
         limit = min(limit, _MAX_THREADS_LIMIT)
         before = _NO_STREAM_LIMIT
         if from_token is not None:
-            if not from_token.isdigit():
+            if not from_token.isdigit() or len(from_token) > 18:
                 raise InvalidParam(f"Unknown pagination token {from_token!r}")
             before = int(from_token)
         roots = await self._relations.thread_roots(

@@ -81,7 +81,10 @@ def parse_topo_token(token: str) -> tuple[int, int]:
         if not token.startswith("t"):
             raise ValueError(token)
         depth, stream = token[1:].split("_", 1)
-        return int(depth), int(stream)
+        position = int(depth), int(stream)
+        if not all(-_MAX_POS <= n <= _MAX_POS for n in position):
+            raise ValueError(token)  # beyond what the database stores
+        return position
     except ValueError:
         raise InvalidParam(f"Invalid pagination token {token!r}") from None
 

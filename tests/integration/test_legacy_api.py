@@ -46,6 +46,8 @@ async def test_r0_is_v3(server: RunningServer) -> None:
         assert event_id in [e["event_id"] for e in events]
         r = await a.get(f"{R0}/rooms/{room_id}/messages", params={"dir": "b"})
         assert event_id in [e["event_id"] for e in r.json()["chunk"]]
+        r = await a.get(f"{R0}/rooms/{room_id}/messages", params={"from": f"t{'9' * 30}_1"})
+        assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_PARAM"
         # a handler that parses its own path (push rules)
         r = await a.get(f"{R0}/pushrules/global/override/.m.rule.master")
         assert r.status_code == 200, r.text
@@ -57,6 +59,17 @@ async def test_r0_is_v3(server: RunningServer) -> None:
             assert r.status_code == 200
             r = await anon.get(f"{R0}/account/whoami")
             assert r.status_code == 401 and r.json()["errcode"] == "M_MISSING_TOKEN"
+        # the media repository's r0 prefix too
+        r = await a.post(
+            "/_matrix/media/r0/upload", content=b"hello", headers={"Content-Type": "text/plain"}
+        )
+        assert r.status_code == 200, r.text
+        media_id = r.json()["content_uri"].rsplit("/", 1)[1]
+        # the deprecated download answers under r0 exactly as under v3 (frozen media: 404)
+        old = await a.get(f"/_matrix/media/r0/download/test.local/{media_id}")
+        new = await a.get(f"/_matrix/media/v3/download/test.local/{media_id}")
+        assert (old.status_code, old.content) == (new.status_code, new.content)
+        assert old.json()["errcode"] != "M_UNRECOGNIZED"
         # unknown endpoints, and v1-only ones, are not found under r0
         r = await a.get(f"{R0}/no/such/endpoint")
         assert r.status_code == 404 and r.json()["errcode"] == "M_UNRECOGNIZED"

@@ -271,6 +271,8 @@ async def test_bad_requests(server: RunningServer) -> None:
             {"limit": "0"},
             {"recurse": "yes"},
             {"from": "nonsense"},
+            {"from": f"t{'9' * 30}_1"},  # beyond what the database stores
+            {"to": f"t1_{'9' * 30}"},
         ):
             r = await a.get(base, params=params)
             assert r.status_code == 400, (params, r.text)
@@ -286,7 +288,7 @@ async def test_bad_requests(server: RunningServer) -> None:
         assert r.status_code == 403 and r.json()["errcode"] == "M_FORBIDDEN"
         r = await m.get(f"{V1}/rooms/{room_id}/threads")
         assert r.status_code == 403
-        for params in ({"include": "mine"}, {"from": "x"}, {"limit": "-1"}):
+        for params in ({"include": "mine"}, {"from": "x"}, {"limit": "-1"}, {"from": "9" * 30}):
             r = await a.get(f"{V1}/rooms/{room_id}/threads", params=params)
             assert r.status_code == 400, (params, r.text)
             assert r.json()["errcode"] == "M_INVALID_PARAM"
