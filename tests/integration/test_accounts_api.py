@@ -309,6 +309,27 @@ async def test_guest_upgrades_to_a_full_account(homeserver_factory):
         assert (r.status_code, r.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN"), r.text
 
 
+async def test_whois_for_a_server_admin(server):
+    alice = await server.register("alice", device_id="PHONE")
+    await register_user(server.config, "root", "correct horse", admin=True)
+    async with server.client() as c:
+        root = (await c.post(LOGIN, json=password_login("root"))).json()["access_token"]
+        r = await c.get("/_matrix/client/v3/admin/whois/@alice:test.local", headers=bearer(root))
+        assert r.status_code == 200, r.text
+        assert r.json()["user_id"] == "@alice:test.local"
+        assert list(r.json()["devices"]) == ["PHONE"]
+        # last-seen times reach the database once a minute: not yet
+        assert r.json()["devices"]["PHONE"] == {"sessions": [{"connections": []}]}
+        # an unknown user has no devices here
+        r = await c.get("/_matrix/client/v3/admin/whois/@nobody:test.local", headers=bearer(root))
+        assert r.json() == {"user_id": "@nobody:test.local", "devices": {}}
+        # a user who is no admin may not look at another
+        r = await c.get(
+            "/_matrix/client/v3/admin/whois/@root:test.local", headers=bearer(alice["access_token"])
+        )
+        assert (r.status_code, r.json()["errcode"]) == (403, "M_FORBIDDEN")
+
+
 async def test_login_variants_and_device_reuse(server):
     await server.register("lou", "correct horse")
     async with server.client() as c:

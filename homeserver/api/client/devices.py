@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from homeserver.api._http import JsonDict, read_json_body, route
 from homeserver.api.client._body import optional_json_body, optional_string
-from homeserver.errors import BadJson, MissingParam
+from homeserver.errors import BadJson, Forbidden, MissingParam
 from homeserver.services.devices import Device, DeviceService
 from homeserver.services.requester import Requester
 from homeserver.services.uia import UiaService, request_key
@@ -44,7 +44,7 @@ def _request_key(method: str, path: str, device_ids: Sequence[str]) -> str:
 
 
 class DevicesApi:
-    """``/devices``, ``/devices/{deviceId}`` and ``/delete_devices``.
+    """``/devices``, ``/devices/{deviceId}``, ``/delete_devices`` and ``/admin/whois``.
 
     Args:
         devices: the device service.
@@ -90,6 +90,26 @@ class DevicesApi:
             await self._devices.rename_device(requester.user_id, device_id, display_name)
         return {}
 
+    @route("GET", "/_matrix/client/v3/admin/whois/{user_id}", auth="user")
+    async def whois(self, requester: Requester, user_id: str) -> JsonDict:
+        """GET /_matrix/client/v3/admin/whois/{userId} — spec: #get_matrixclientv3adminwhoisuserid.
+
+        "Gets information about a particular user. This API may be restricted to only be called
+        by the user being looked up, or by a server admin": so it is (403 ``M_FORBIDDEN``
+        otherwise). Each device is one session; its one connection is the device's last-seen
+        IP address and time, once the device has been seen (user agents are not kept). A user
+        with no devices here (unknown, or on another server) has none listed.
+        """
+        if requester.user_id != user_id and not requester.is_admin:
+            raise Forbidden("You may only look up yourself")
+        devices = await self._devices.list_devices(user_id)
+        return {
+            "user_id": user_id,
+            "devices": {
+                d.device_id: {"sessions": [{"connections": _connections(d)}]} for d in devices
+            },
+        }
+
     @route("DELETE", "/_matrix/client/v3/devices/{device_id}", auth="user")
     async def delete_device(self, requester: Requester, device_id: str) -> JsonDict:
         """DELETE /_matrix/client/v3/devices/{deviceId}.
@@ -131,6 +151,15 @@ class DevicesApi:
         await self._devices.delete_devices(requester.user_id, device_ids)
         await self._uia.finish(done)
         return {}
+
+
+def _connections(device: Device) -> list[JsonDict]:
+    if device.last_seen_ts is None:
+        return []
+    connection: JsonDict = {"last_seen": device.last_seen_ts}
+    if device.last_seen_ip is not None:
+        connection["ip"] = device.last_seen_ip
+    return [connection]
 
 
 def _device_ids(body: JsonDict) -> list[str]:

@@ -197,3 +197,28 @@ async def test_other_user_cannot_delete_with_own_password(hs: Harness) -> None:
     assert (r.status_code, r.json()["errcode"]) == (403, "M_FORBIDDEN")
     # deleting only ever touches the requester's own devices anyway
     assert await hs.stores.devices.get_device(alice, "A1") is not None
+
+
+async def test_whois(hs: Harness) -> None:
+    alice = await hs.user("alice")
+    bob = await hs.user("bob")
+    token = await hs.login(alice, "PHONE")
+    await hs.login(alice, "LAPTOP")
+    await hs.stores.devices.record_last_seen(alice, "LAPTOP", ts=1234, ip="10.1.2.3")
+    b_token = await hs.login(bob, "B1")
+    url = f"/_matrix/client/v3/admin/whois/{alice}"
+    expected = {
+        "user_id": alice,
+        "devices": {
+            "LAPTOP": {"sessions": [{"connections": [{"ip": "10.1.2.3", "last_seen": 1234}]}]},
+            "PHONE": {"sessions": [{"connections": []}]},
+        },
+    }
+    # the user themself may look (a server admin too: tests/integration/test_accounts_api.py)
+    r = await hs.client.get(url, headers=hs.auth(token))
+    assert (r.status_code, r.json()) == (200, expected)
+    # anyone else may not
+    r = await hs.client.get(url, headers=hs.auth(b_token))
+    assert (r.status_code, r.json()["errcode"]) == (403, "M_FORBIDDEN")
+    r = await hs.client.get(url)
+    assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
