@@ -17,7 +17,7 @@ import trio
 from mautrix.api import HTTPAPI
 from mautrix.client.api import ClientAPI
 from mautrix.errors import MForbidden, MNotFound
-from mautrix.types import RoomTagInfo
+from mautrix.types import RoomCreatePreset, RoomTagInfo
 from nio import (
     AsyncClient,
     DeleteDevicesAuthResponse,
@@ -179,6 +179,10 @@ async def test_mautrix(base_url: str) -> None:
             await client.remove_room_tag(room, "u.work")
             out["tags_after"] = sorted((await client.get_room_tags(room)).tags)
 
+            # the directory finds users in public rooms (and those sharing a room with the
+            # searcher): bob finds himself once he is in one
+            assert (await client.search_users("bob")).results == []
+            await client.create_room(preset=RoomCreatePreset.PUBLIC)
             results = await client.search_users("bob")
             # mautrix 0.21 reads "displayname" here; the spec (and Synapse) send "display_name"
             out["search"] = [(u.user_id, u.avatar_url) for u in results.results]
