@@ -44,7 +44,12 @@ from homeserver.api.client.devices import DevicesApi
 from homeserver.api.client.directory import DirectoryApi  # room directory (issue 6)
 from homeserver.api.client.filter import FilterApi  # sync and filters (issue 7)
 from homeserver.api.client.keys import KeysApi  # e2ee (issue 8)
-from homeserver.api.client.legacy import EventStreamEndpoint, LegacyPrefix, LegacySendApi
+from homeserver.api.client.legacy import (  # the r0 API
+    EventStreamEndpoint,
+    LegacyEventApi,
+    LegacyPrefix,
+    LegacySendApi,
+)
 from homeserver.api.client.login import LoginApi
 from homeserver.api.client.openid import OpenIdApi
 from homeserver.api.client.presence import PresenceApi  # typing, receipts, presence (issue 7)
@@ -468,6 +473,7 @@ def _rooms(
             RoomsApi(rooms, cfg.limits.max_request_body_bytes),
             RelationsApi(relations),
             LegacySendApi(rooms, cfg.limits.max_request_body_bytes),  # the r0 API
+            LegacyEventApi(rooms),  # the r0 API
         ],
         [SendEventEndpoint(rooms, cfg.limits.max_request_body_bytes)],
         relations,

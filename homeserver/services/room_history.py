@@ -235,6 +235,21 @@ class RoomHistory:
             raise NotFound("Event not found")
         return (await self.serialize(requester, [stored]))[0]
 
+    async def get_event_anywhere(self, requester: Requester, event_id: str) -> dict[str, Any]:
+        """One event the user may see, in whichever room it is (the r0 ``GET /events/{id}``).
+
+        Raises:
+            NotFound: unknown, an outlier, or hidden from the user (also when the user may not
+                read its room: the answer does not tell whether the event exists).
+        """
+        stored = await self._events.get_event(event_id)
+        if stored is None or stored.outlier:
+            raise NotFound("Event not found")
+        try:
+            return await self.get_event(requester, client_event(stored)["room_id"], event_id)
+        except Forbidden:
+            raise NotFound("Event not found") from None
+
     async def get_state(self, requester: Requester, room_id: str) -> list[dict[str, Any]]:
         """The current state (or the state when the user left)."""
         at = await self._state_event_id(requester, room_id)

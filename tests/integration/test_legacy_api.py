@@ -175,6 +175,19 @@ async def test_sends_without_transaction_id(server: RunningServer) -> None:
         assert r.json()["content"] == {}
         assert r.json()["unsigned"]["redacted_because"]["event_id"] == redaction
 
+        # one event by its ID alone
+        r = await a.get(f"{R0}/events/{second.json()['event_id']}")
+        assert r.status_code == 200, r.text
+        assert r.json()["room_id"] == room_id and r.json()["content"]["body"] == "a"
+        r = await a.get(f"{V3}/events/$unknown:test.local")
+        assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND"
+        r = await a.get(f"{V3}/events/nonsense")
+        assert r.status_code == 400
+        mallory = await _user(server, "mallory3")
+        async with mallory.client as m:
+            r = await m.get(f"{R0}/events/{second.json()['event_id']}")
+            assert r.status_code == 404  # not in the room: as if it did not exist
+
         r = await a.post(url, content=b"[1]")
         assert r.status_code == 400 and r.json()["errcode"] == "M_BAD_JSON"
         r = await a.post(f"{R0}/rooms/nonsense/send/m.room.message", json={})

@@ -11,6 +11,8 @@
   (deprecated, still in the spec: ``peeking_events.yaml``). It is an incremental ``/sync``
   flattened into one list: new timeline events of the user's rooms (with ``room_id``), their
   typing and receipt events, presence, and invites (the invite member event).
+- :class:`LegacyEventApi`: ``GET /events/{eventId}`` (deprecated, still in the spec), one
+  event by its ID alone.
 - :class:`LegacySendApi`: ``POST /rooms/{roomId}/send/{eventType}`` and
   ``POST /rooms/{roomId}/redact/{eventId}``, the r0-era forms without a transaction ID
   (Synapse serves them; each call is a new event).
@@ -33,7 +35,7 @@ from homeserver.services.rooms import RoomService, check_room_id
 from homeserver.services.sync import parse_since
 from homeserver.streams import StreamToken
 
-__all__ = ["EventStreamEndpoint", "LegacyPrefix", "LegacySendApi"]
+__all__ = ["EventStreamEndpoint", "LegacyEventApi", "LegacyPrefix", "LegacySendApi"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -165,6 +167,29 @@ class EventStreamEndpoint:
             "start": since.to_string(),
             "end": body["next_batch"],
         }
+
+
+class LegacyEventApi:
+    """``GET /events/{eventId}``: one event by its ID alone (r0; deprecated).
+
+    Args:
+        rooms: the room service (its history reads).
+    """
+
+    def __init__(self, rooms: RoomService) -> None:
+        self._rooms = rooms
+
+    @route("GET", f"{_V3}/events/{{event_id}}", auth="user")
+    async def get_event(self, requester: Requester, event_id: str) -> JsonDict:
+        """GET /_matrix/client/v3/events/{eventId}.
+
+        Spec: #get_matrixclientv3eventseventid (deprecated). "Get a single event based on
+        ``event_id``. You must have permission to retrieve this event." An event the user may
+        not see is ``404``, like an unknown one.
+        """
+        if not event_id.startswith("$") or len(event_id.encode()) > _MAX_FIELD_BYTES:
+            raise InvalidParam(f"Invalid event ID {event_id!r}")
+        return await self._rooms.history.get_event_anywhere(requester, event_id)
 
 
 class LegacySendApi:
