@@ -114,6 +114,8 @@ class FederationSender:
         server_name: ours (never a destination).
         min_backoff: seconds before the first retry.
         max_backoff: the longest back-off.
+        poll_interval: how often the events table is read without a wake-up (local events
+            written by a path that does not call :meth:`on_local_event` or :meth:`wake`).
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class FederationSender:
         max_backoff: float = 4 * 3600.0,
         max_pdus: int = MAX_PDUS_PER_TRANSACTION,
         max_edus: int = MAX_EDUS_PER_TRANSACTION,
+        poll_interval: float = 10.0,
         rng: random.Random | None = None,
     ) -> None:
         self._queue = queue
@@ -137,6 +140,7 @@ class FederationSender:
         self._max_backoff = max_backoff
         self._max_pdus = max_pdus
         self._max_edus = max_edus
+        self._poll_interval = poll_interval
         self._rng = rng or random.Random()
         self._destinations: dict[str, _Destination] = {}
         self._ingest_wanted = trio.Event()
@@ -198,7 +202,9 @@ class FederationSender:
 
     async def _ingest_loop(self) -> None:
         while True:
-            await self._ingest_wanted.wait()
+            # a local event written by a path without the listener is found by the poll
+            with trio.move_on_after(self._poll_interval):
+                await self._ingest_wanted.wait()
             self._ingest_wanted = trio.Event()
             try:
                 while await self._ingest_once():

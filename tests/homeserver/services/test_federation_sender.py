@@ -377,3 +377,27 @@ async def test_blocked_destination_queue_is_dropped(env: Env, nursery, clock) ->
     assert await env.queue.count("remote.test") == 0
     assert [d for d, *_ in env.client.sent] == ["other.test"]
     assert len([a for a in env.client.attempts if a[0] == "remote.test"]) == 1
+
+
+async def test_event_written_without_the_listener_is_found_by_the_poll(
+    env: Env, nursery, clock
+) -> None:
+    room = await env.room("@rob:remote.test")
+    sender = FederationSender(env.queue, env.client, env.clock, server_name=SERVER)  # no hook
+    await nursery.start(sender.run)
+    start = trio.current_time()
+    event_id = await env.say(room)
+    await wait_until(env, lambda: env.client.sent)
+    assert env.client.event_ids("remote.test") == [event_id]
+    assert 0 < env.client.sent[0][4] - start <= 10.5
+
+
+async def test_wake_finds_the_event_at_once(env: Env, nursery, clock) -> None:
+    room = await env.room("@rob:remote.test")
+    sender = FederationSender(env.queue, env.client, env.clock, server_name=SERVER)
+    await nursery.start(sender.run)
+    start = trio.current_time()
+    await env.say(room)
+    sender.wake()
+    await wait_until(env, lambda: env.client.sent)
+    assert env.client.sent[0][4] - start < 0.1
