@@ -735,9 +735,18 @@ class SyncService:
             return {k: v for k, v in state.items() if k[0] != "m.room.member" or k[1] in wanted}
 
         start_pos = timeline[0].stream_ordering - 1 if timeline else to_pos
+        # The state at the end adds something only when events of the window were dropped (a
+        # linear timeline holding every event after its start brings the start state to the
+        # end state by itself) or, with lazy-loading in a gap, for members who came or went
+        # in the gap (they are not in the lazily filtered start). Otherwise it is not read.
+        read_end = dropped and start_pos != to_pos
         state_ids: dict[StateKey, str]
         if full:
-            start, end = await self._store.states_at(room_id, [start_pos, to_pos])
+            if read_end:
+                start, end = await self._store.states_at(room_id, [start_pos, to_pos])
+            else:
+                (start,) = await self._store.states_at(room_id, [start_pos])
+                end = start
             state_ids = _calculate_state(
                 timeline_state, lazy_only(start), lazy_only(end), {}, lazy=lazy
             )
@@ -748,9 +757,13 @@ class SyncService:
                 state_ids = {k: v for k, v in lazy_only(start).items() if k[0] == "m.room.member"}
         else:
             assert from_pos is not None
-            start, previous, end = await self._store.states_at(
-                room_id, [start_pos, from_pos, to_pos]
-            )
+            if read_end or (lazy and limited and start_pos != to_pos):
+                start, previous, end = await self._store.states_at(
+                    room_id, [start_pos, from_pos, to_pos]
+                )
+            else:
+                start, previous = await self._store.states_at(room_id, [start_pos, from_pos])
+                end = start
             # a gap: every state change in it counts, members included
             gap_only = (lambda state: state or {}) if limited else lazy_only
             state_ids = _calculate_state(
