@@ -456,6 +456,7 @@ def _rooms(
         default_room_version=cfg.default_room_version,
         aliases=aliases,
         users=stores.users,
+        profiles=stores.profiles,
     )
     relations = RelationsService(
         stores.relations, stores.events, rooms.history, visibility, clock, ignored=ignored

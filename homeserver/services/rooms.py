@@ -29,6 +29,7 @@ from homeserver.services.requester import Requester
 from homeserver.services.room_history import RoomHistory
 from homeserver.services.visibility import HistoryVisibility
 from homeserver.storage.events import EventStore, StoredEvent, TxnKey
+from homeserver.storage.profile import ProfileStore
 from homeserver.storage.users import UserStore
 
 __all__ = [
@@ -159,6 +160,8 @@ class RoomService:
             ``visibility: public``); without it those answer ``M_UNRECOGNIZED``/``M_NOT_FOUND``.
         users: the accounts, to tell guests (who leave a room when its ``m.room.guest_access``
             stops being ``can_join``); without it guests are not made to leave.
+        profiles: the profiles, whose display name and avatar a join carries (unless the
+            ``/join`` body gives its own); without it joins carry none.
     """
 
     def __init__(
@@ -172,6 +175,7 @@ class RoomService:
         default_room_version: str,
         aliases: RoomAliases | None = None,
         users: UserStore | None = None,
+        profiles: ProfileStore | None = None,
     ) -> None:
         self._events = events
         self._creator = creator
@@ -181,6 +185,7 @@ class RoomService:
         self._default_version = default_room_version
         self._aliases = aliases
         self._users = users
+        self._profiles = profiles
         self.history = RoomHistory(events, visibility, clock)
         """The reads (state, members, history), each through the history-visibility rule."""
         self._remote_joins: RemoteJoins | None = None
@@ -260,7 +265,9 @@ class RoomService:
                 room_id, sender=sender, event_type=event_type, content=content, state_key=key
             )
 
-        await state("m.room.member", {"membership": "join"}, sender)
+        creator_join: dict[str, Any] = {"membership": "join"}
+        await self._add_profile(sender, creator_join)
+        await state("m.room.member", creator_join, sender)
         creators = {sender, *create_content.get("additional_creators", [])}
         power = _power_levels(room_version, preset, sender, invitees, creators)
         if req.power_level_content_override:
@@ -395,6 +402,7 @@ class RoomService:
         content["membership"] = "join"
         if reason is not None:
             content["reason"] = reason
+        await self._add_profile(requester.user_id, content)
         authoriser = await self._restricted_join_authoriser(room_id, requester.user_id)
         if authoriser is not None:
             content["join_authorised_via_users_server"] = authoriser
@@ -431,6 +439,19 @@ class RoomService:
         if not servers:
             return None
         return room_id, servers
+
+    async def _add_profile(self, user_id: str, content: dict[str, Any]) -> None:
+        """Put the user's display name and avatar into a join's content where it has none
+        (spec: Profiles › "Events on Change of Profile Information"; Synapse does the same,
+        so clients show the member's name without a profile lookup)."""
+        if self._profiles is None:
+            return
+        for key in ("displayname", "avatar_url"):
+            if key in content:
+                continue
+            found, value = await self._profiles.get_field(user_id, key)
+            if found and isinstance(value, str):
+                content[key] = value
 
     async def _guests_may_join(self, room_id: str) -> bool:
         """Spec: client-server › Guest access: guests may join a room whose

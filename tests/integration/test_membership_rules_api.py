@@ -180,22 +180,46 @@ async def test_join_puts_the_body_into_the_member_event(server: RunningServer) -
     alice = await _user(server, "alice")
     bob = await _user(server, "bob")
     async with alice.client as a, bob.client as b:
+        r = await a.put(
+            f"{V3}/profile/{alice.user_id}/avatar_url", json={"avatar_url": "mxc://test.local/a"}
+        )
+        assert r.status_code == 200, r.text
         room_id = await _room(a)
+        # the creator's join carries the profile too
+        r = await a.get(f"{V3}/rooms/{room_id}/state/m.room.member/{alice.user_id}")
+        assert r.json()["avatar_url"] == "mxc://test.local/a"
         r = await a.put(f"{V3}/directory/room/%23custom:test.local", json={"room_id": room_id})
         assert r.status_code == 200, r.text
         member = f"{V3}/rooms/{room_id}/state/m.room.member/{bob.user_id}"
 
+        r = await b.put(f"{V3}/profile/{bob.user_id}/displayname", json={"displayname": "Bobby"})
+        assert r.status_code == 200, r.text
         r = await b.post(f"{V3}/join/{room_id}", json={"foo": "bar", "reason": "hi"})
         assert r.status_code == 200, r.text
         content = (await a.get(member)).json()
-        assert content == {"membership": "join", "foo": "bar", "reason": "hi"}
+        # the profile's display name comes along (no avatar is set)
+        assert content == {
+            "membership": "join",
+            "foo": "bar",
+            "reason": "hi",
+            "displayname": "Bobby",
+        }
 
         r = await b.post(
             f"{V3}/join/%23custom:test.local",
-            json={"foo": "baz", "membership": "leave", "join_authorised_via_users_server": "x"},
+            json={
+                "foo": "baz",
+                "membership": "leave",
+                "join_authorised_via_users_server": "x",
+                "displayname": "Custom",
+            },
         )
         assert r.status_code == 200, r.text
-        assert (await a.get(member)).json() == {"membership": "join", "foo": "baz"}
+        assert (await a.get(member)).json() == {
+            "membership": "join",
+            "foo": "baz",
+            "displayname": "Custom",
+        }
 
         r = await b.post(f"{V3}/rooms/{room_id}/join", json={"reason": 5})
         assert r.status_code == 400 and r.json()["errcode"] == "M_BAD_JSON"
