@@ -317,7 +317,11 @@ class RoomService:
         if self._aliases is None:
             raise MatrixError(400, Codes.UNRECOGNIZED, "Room aliases are not supported")
         alias = f"#{localpart}:{self._server_name}"
-        if not localpart or any(c in localpart for c in ":# \t\n") or len(alias.encode()) > 255:
+        if (
+            not localpart
+            or any(c in ":#" or c.isspace() or not c.isprintable() for c in localpart)
+            or len(alias.encode()) > 255
+        ):
             raise InvalidParam(f"Invalid room_alias_name {localpart!r}")
         try:
             parse_room_alias(alias)

@@ -60,8 +60,9 @@ async def test_client_api_refuses_identifiers_with_a_trailing_newline(
     login = await server.register("alice")
     headers = {"Authorization": f"Bearer {login['access_token']}"}
     async with server.client(headers=headers) as a:
-        r = await a.post(f"{V3}/createRoom", json={"room_alias_name": "nl\n"})
-        assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_PARAM"
+        for name in ("nl\n", "nl\r", "n\x0bl", "n\x01l", "n l"):
+            r = await a.post(f"{V3}/createRoom", json={"room_alias_name": name})
+            assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_PARAM", name
         r = await a.post(f"{V3}/createRoom", json={})
         room_id = r.json()["room_id"]
 
