@@ -320,10 +320,7 @@ class FederationInbound:
 
     async def server_in_room(self, room_id: str, server_name: str) -> bool:
         """Whether a user of ``server_name`` is joined to ``room_id`` (current state)."""
-        for user_id, membership, _ in await self._events.get_members(room_id):
-            if membership == "join" and user_id.partition(":")[2] == server_name:
-                return True
-        return False
+        return await self._fed.server_in_room(room_id, server_name)
 
     async def server_allowed(self, room_id: str, server_name: str) -> bool:
         """Whether the room's ``m.room.server_acl`` lets ``server_name`` in."""

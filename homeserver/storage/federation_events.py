@@ -167,6 +167,17 @@ _INSERT_TXN = text(
     bindparam("response", type_=Text),
     bindparam("received_ts", type_=BigInteger),
 )
+# a joined member of a server: state keys ending in ":<server>" (LIKE, wildcards escaped)
+_SERVER_JOINED = (
+    select(current_state.c.state_key)
+    .where(
+        current_state.c.room_id == bindparam("room_id"),
+        current_state.c.type == "m.room.member",
+        current_state.c.membership == "join",
+        current_state.c.state_key.like(bindparam("pattern"), escape="\\"),
+    )
+    .limit(50)
+)
 _DELETE_TXNS_BEFORE = delete(federation_inbound_txns).where(
     federation_inbound_txns.c.received_ts < bindparam("before", type_=BigInteger)
 )
@@ -237,6 +248,21 @@ class FederationEventStore:
             await conn.execute(_DELETE_TXNS_BEFORE, {"before": before_ts})
 
         await self._db.run(work, name="delete_txns_before")
+
+    # --- rooms --------------------------------------------------------------------------------
+
+    async def server_in_room(self, room_id: str, server_name: str) -> bool:
+        """Whether a user of ``server_name`` is joined to ``room_id`` (current state), without
+        reading the member list."""
+        escaped = server_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params = {"room_id": room_id, "pattern": f"%:{escaped}"}
+
+        async def work(conn: Conn) -> list[Row]:
+            return await conn.fetch_all(_SERVER_JOINED, params)
+
+        rows = await self._db.read(work, name="server_in_room")
+        # the LIKE suffix is exact, but a user ID's server part starts after its first colon
+        return any(str(r[0]).partition(":")[2] == server_name for r in rows)
 
     # --- events -------------------------------------------------------------------------------
 
@@ -415,7 +441,6 @@ class FederationEventStore:
                     "membership": membership,
                 },
             )
-
 
     # --- remote joins and invites: rooms joined over federation, out-of-band memberships ------
 

@@ -459,3 +459,15 @@ async def test_old_transaction_answers_are_forgotten(env: Env) -> None:
     await env.send(txn_id="later")
     assert await env.fed_events.get_txn_response(REMOTE, "old") is None
     assert await env.fed_events.get_txn_response(REMOTE, "later") == {"pdus": {}}
+
+
+async def test_server_in_room(env: Env) -> None:
+    assert await env.inbound.server_in_room(env.room_id, SERVER)
+    assert not await env.inbound.server_in_room(env.room_id, REMOTE)
+    await env.join_rob()
+    assert await env.inbound.server_in_room(env.room_id, REMOTE)
+    # LIKE wildcards in a server name match nothing else
+    assert not await env.inbound.server_in_room(env.room_id, "remote_test")
+    assert not await env.inbound.server_in_room(env.room_id, "%")
+    assert not await env.inbound.server_in_room(env.room_id, "test")
+    assert not await env.inbound.server_in_room("!unknown:hs.test", SERVER)
