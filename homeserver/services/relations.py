@@ -146,7 +146,7 @@ class RelationsService:
         """Per event ID, what to add to ``unsigned`` when ``events`` are served to ``user_id``:
         ``m.relations`` (with ``aggregations``) and ``redacted_because``."""
         out: dict[str, JsonDict] = {}
-        redacted = [s.event.event_id for s in events if s.redacted]
+        redacted = [s for s in events if s.redacted]
         if redacted:
             for event_id, redaction in (await self._relations.redactions(redacted)).items():
                 out.setdefault(event_id, {})["redacted_because"] = self._serve(redaction)
@@ -311,11 +311,12 @@ class RelationsService:
         )
         if recurse:
             page, full = await self._recursive_page(
-                event_id, rel_type, event_type, start, direction, limit
+                room_id, event_id, rel_type, event_type, start, direction, limit
             )
         else:
             page = await self._relations.children(
                 event_id,
+                room_id=room_id,
                 rel_type=rel_type,
                 event_type=event_type,
                 start=start,
@@ -348,6 +349,7 @@ class RelationsService:
 
     async def _recursive_page(
         self,
+        room_id: str,
         event_id: str,
         rel_type: str | None,
         event_type: str | None,
@@ -357,6 +359,7 @@ class RelationsService:
     ) -> tuple[list[StoredEvent], bool]:
         found = await self._relations.descendants(
             event_id,
+            room_id=room_id,
             rel_type=rel_type,
             event_type=event_type,
             max_depth=RECURSION_DEPTH,

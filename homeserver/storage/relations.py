@@ -45,6 +45,11 @@ _MAX_REFERENCES = 100
 _D = bindparam("depth", type_=BigInteger)
 _S = bindparam("stream", type_=BigInteger)
 _PARENT = bindparam("parent", type_=Text)
+_ROOM = bindparam("room_id", type_=Text)
+#: the children of a parent: only those in its room count (spec: "Relationships which ... break
+#: the rules of a relationship, are simply ignored. An example might be the parent and child
+#: being in different rooms")
+_OF_PARENT = and_(event_relations.c.relates_to_id == _PARENT, event_relations.c.room_id == _ROOM)
 
 _CHILD_IDS = select(
     event_relations.c.event_id,
@@ -52,16 +57,12 @@ _CHILD_IDS = select(
     event_relations.c.type,
     event_relations.c.depth,
     event_relations.c.stream_ordering,
-).where(event_relations.c.relates_to_id == _PARENT)
+).where(_OF_PARENT)
 
 _CHILDREN_JOIN = events_join().join(
     event_relations, event_relations.c.event_id == events.c.event_id
 )
-_PAGE_BASE = (
-    select(*event_columns())
-    .select_from(_CHILDREN_JOIN)
-    .where(event_relations.c.relates_to_id == _PARENT)
-)
+_PAGE_BASE = select(*event_columns()).select_from(_CHILDREN_JOIN).where(_OF_PARENT)
 _BEFORE = or_(
     event_relations.c.depth < _D,
     and_(event_relations.c.depth == _D, event_relations.c.stream_ordering < _S),
@@ -76,19 +77,26 @@ _OLDEST_FIRST = (event_relations.c.depth, event_relations.c.stream_ordering)
 #: Parents whose children are counted per statement (unused slots get an ID no event has).
 _COUNT_BATCH = 16
 _COUNTS = (
-    select(event_relations.c.relates_to_id, event_relations.c.rel_type, func.count())
+    select(
+        event_relations.c.relates_to_id,
+        event_relations.c.room_id,
+        event_relations.c.rel_type,
+        func.count(),
+    )
     .where(
         event_relations.c.relates_to_id.in_(
             [bindparam(f"p{i}", type_=Text) for i in range(_COUNT_BATCH)]
         )
     )
-    .group_by(event_relations.c.relates_to_id, event_relations.c.rel_type)
+    .group_by(
+        event_relations.c.relates_to_id, event_relations.c.room_id, event_relations.c.rel_type
+    )
 )
 _EDITS = (
     select(*event_columns())
     .select_from(_CHILDREN_JOIN)
     .where(
-        event_relations.c.relates_to_id == _PARENT,
+        _OF_PARENT,
         event_relations.c.rel_type == "m.replace",
         event_relations.c.sender == bindparam("sender", type_=Text),
         event_relations.c.type == bindparam("type", type_=Text),
@@ -100,14 +108,14 @@ _EDITS = (
 _THREAD_LATEST = (
     select(*event_columns())
     .select_from(_CHILDREN_JOIN)
-    .where(event_relations.c.relates_to_id == _PARENT, event_relations.c.rel_type == "m.thread")
+    .where(_OF_PARENT, event_relations.c.rel_type == "m.thread")
     .order_by(*_NEWEST_FIRST)
     .limit(1)
 )
 _PARTICIPATED = (
     select(event_relations.c.event_id)
     .where(
-        event_relations.c.relates_to_id == _PARENT,
+        _OF_PARENT,
         event_relations.c.rel_type == "m.thread",
         event_relations.c.sender == bindparam("user_id", type_=Text),
     )
@@ -115,14 +123,14 @@ _PARTICIPATED = (
 )
 _REFERENCES = (
     select(event_relations.c.event_id, event_relations.c.sender)
-    .where(event_relations.c.relates_to_id == _PARENT, event_relations.c.rel_type == "m.reference")
+    .where(_OF_PARENT, event_relations.c.rel_type == "m.reference")
     .order_by(*_OLDEST_FIRST)
     .limit(_MAX_REFERENCES)
 )
 # a thread's events, newest first (only read when the user ignores someone)
 _THREAD_CHILDREN = (
     select(event_relations.c.event_id, event_relations.c.sender)
-    .where(event_relations.c.relates_to_id == _PARENT, event_relations.c.rel_type == "m.thread")
+    .where(_OF_PARENT, event_relations.c.rel_type == "m.thread")
     .order_by(*_NEWEST_FIRST)
 )
 _EVENT = select(*event_columns()).select_from(events_join()).where(events.c.event_id == _PARENT)
@@ -131,7 +139,10 @@ _REDACTION_OF = (
     .select_from(
         events_join().join(event_redactions, event_redactions.c.event_id == events.c.event_id)
     )
-    .where(event_redactions.c.redacts == bindparam("event_id", type_=Text))
+    .where(
+        event_redactions.c.redacts == bindparam("event_id", type_=Text),
+        event_redactions.c.room_id == _ROOM,
+    )
     .order_by(events.c.stream_ordering)
     .limit(1)
 )
@@ -193,6 +204,12 @@ class _ChildRow:
     stream: int
 
 
+def _room_of(stored: StoredEvent) -> str:
+    """The event's room (a v12 create event names none: its room ID is derived from its ID)."""
+    room_id = stored.event.pdu.get("room_id")
+    return room_id if isinstance(room_id, str) else "!" + stored.event.event_id[1:]
+
+
 class RelationStore:
     """Reads of ``event_relations`` and ``event_redactions``. One unit of work per method."""
 
@@ -203,14 +220,16 @@ class RelationStore:
         self,
         parent_id: str,
         *,
+        room_id: str,
         rel_type: str | None,
         event_type: str | None,
         start: tuple[int, int] | None,
         direction: Literal["b", "f"],
         limit: int,
     ) -> list[StoredEvent]:
-        """Up to ``limit`` direct children of ``parent_id`` past ``start`` (depth, stream) in
-        ``direction`` (``b``: newest first; None: from the end the direction starts at)."""
+        """Up to ``limit`` direct children of ``parent_id`` (in ``room_id``) past ``start``
+        (depth, stream) in ``direction`` (``b``: newest first; None: from the end the direction
+        starts at)."""
         stmt = _PAGE_BASE
         if rel_type is not None:
             stmt = stmt.where(event_relations.c.rel_type == bindparam("rel_type", type_=Text))
@@ -221,7 +240,7 @@ class RelationStore:
         stmt = stmt.order_by(*(_NEWEST_FIRST if direction == "b" else _OLDEST_FIRST)).limit(
             bindparam("limit", type_=BigInteger)
         )
-        params: dict[str, object] = {"parent": parent_id, "limit": limit}
+        params: dict[str, object] = {"parent": parent_id, "room_id": room_id, "limit": limit}
         if rel_type is not None:
             params["rel_type"] = rel_type
         if event_type is not None:
@@ -238,6 +257,7 @@ class RelationStore:
         self,
         parent_id: str,
         *,
+        room_id: str,
         rel_type: str | None,
         event_type: str | None,
         max_depth: int,
@@ -255,7 +275,8 @@ class RelationStore:
             for _ in range(max_depth):
                 following: list[str] = []
                 for parent in level:
-                    for r in await conn.fetch_all(_CHILD_IDS, {"parent": parent}):
+                    rows = await conn.fetch_all(_CHILD_IDS, {"parent": parent, "room_id": room_id})
+                    for r in rows:
                         child = _ChildRow(r[0], r[1], r[2], int(r[3]), int(r[4]))
                         if rel_type is not None and child.rel_type != rel_type:
                             continue
@@ -285,22 +306,16 @@ class RelationStore:
         leaving out the children sent by ``ignored`` users (spec: "Servers must additionally
         ensure they do not consider child events from ignored users when preparing an
         aggregation")."""
-        wanted = [(p.event.event_id, p.event.sender, p.event.type) for p in parents]
+        wanted = [(p.event.event_id, _room_of(p), p.event.sender, p.event.type) for p in parents]
 
-        async def thread(conn: Conn, event_id: str, agg: Aggregation) -> None:
+        async def thread(conn: Conn, key: dict[str, str], agg: Aggregation) -> None:
             if not ignored:
-                row = await conn.fetch_one(_THREAD_LATEST, {"parent": event_id})
+                row = await conn.fetch_one(_THREAD_LATEST, key)
                 agg.thread_latest = None if row is None else decode_event_row(row)
-                agg.participated = (
-                    await conn.fetch_one(_PARTICIPATED, {"parent": event_id, "user_id": user_id})
-                    is not None
-                )
+                participated = await conn.fetch_one(_PARTICIPATED, {**key, "user_id": user_id})
+                agg.participated = participated is not None
                 return
-            rows = [
-                r
-                for r in await conn.fetch_all(_THREAD_CHILDREN, {"parent": event_id})
-                if r[1] not in ignored
-            ]
+            rows = [r for r in await conn.fetch_all(_THREAD_CHILDREN, key) if r[1] not in ignored]
             agg.thread_count = len(rows)
             agg.participated = any(r[1] == user_id for r in rows)
             if rows:
@@ -309,30 +324,30 @@ class RelationStore:
 
         async def work(conn: Conn) -> dict[str, Aggregation]:
             # one statement per batch of parents finds which have aggregated children
-            all_counts: dict[str, dict[str, int]] = {}
+            all_counts: dict[tuple[str, str], dict[str, int]] = {}
             ids = list(dict.fromkeys(w[0] for w in wanted))
             for i in range(0, len(ids), _COUNT_BATCH):
                 batch = ids[i : i + _COUNT_BATCH]
                 params = {f"p{j}": batch[j] if j < len(batch) else "" for j in range(_COUNT_BATCH)}
-                for parent, rel_type, count in await conn.fetch_all(_COUNTS, params):
+                for parent, room, rel_type, count in await conn.fetch_all(_COUNTS, params):
                     if rel_type in AGGREGATED:
-                        all_counts.setdefault(str(parent), {})[str(rel_type)] = int(count)
+                        counted = all_counts.setdefault((str(parent), str(room)), {})
+                        counted[str(rel_type)] = int(count)
             out: dict[str, Aggregation] = {}
-            for event_id, sender, typ in wanted:
-                counts = all_counts.get(event_id)
+            for event_id, room_id, sender, typ in wanted:
+                counts = all_counts.get((event_id, room_id))  # children in the parent's room
                 if not counts or event_id in out:
                     continue
                 agg = out[event_id] = Aggregation()
+                key = {"parent": event_id, "room_id": room_id}
                 if counts.get("m.replace"):
-                    rows = await conn.fetch_all(
-                        _EDITS, {"parent": event_id, "sender": sender, "type": typ}
-                    )
+                    rows = await conn.fetch_all(_EDITS, {**key, "sender": sender, "type": typ})
                     agg.edits = [decode_event_row(r) for r in rows]
                 if counts.get("m.thread"):
                     agg.thread_count = counts["m.thread"]
-                    await thread(conn, event_id, agg)
+                    await thread(conn, key, agg)
                 if counts.get("m.reference"):
-                    rows = await conn.fetch_all(_REFERENCES, {"parent": event_id})
+                    rows = await conn.fetch_all(_REFERENCES, key)
                     agg.references = [str(r[0]) for r in rows if r[1] not in ignored]
             return out
 
@@ -361,14 +376,15 @@ class RelationStore:
         rows = await self._db.read(work, name="thread_roots")
         return [ThreadRoot(str(r[0]), int(r[1])) for r in rows]
 
-    async def redactions(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
-        """The (first) redaction event of each of ``event_ids`` that has one."""
-        ids = list(dict.fromkeys(event_ids))
+    async def redactions(self, redacted: Iterable[StoredEvent]) -> dict[str, StoredEvent]:
+        """The (first) redaction event, in the event's room, of each of ``redacted``."""
+        ids = list(dict.fromkeys((s.event.event_id, _room_of(s)) for s in redacted))
 
         async def work(conn: Conn) -> dict[str, StoredEvent]:
             out: dict[str, StoredEvent] = {}
-            for event_id in ids:
-                row = await conn.fetch_one(_REDACTION_OF, {"event_id": event_id})
+            for event_id, room_id in ids:
+                params = {"event_id": event_id, "room_id": room_id}
+                row = await conn.fetch_one(_REDACTION_OF, params)
                 if row is not None:
                     out[event_id] = decode_event_row(row)
             return out

@@ -351,3 +351,23 @@ async def test_ignored_users_are_left_out(server: RunningServer) -> None:
         # bob ignores nobody
         r = await b.get(f"{V3}/rooms/{room_id}/event/{root}")
         assert r.json()["unsigned"]["m.relations"]["m.thread"]["count"] == 2
+
+
+async def test_children_in_another_room_are_not_relations(server: RunningServer) -> None:
+    alice = await _user(server, "alice6")
+    async with alice.client as a:
+        room_a = await _room(a)
+        room_b = await _room(a)
+        root = await _send(a, room_a, _text("root"))
+        await _send(a, room_b, _edit(root, "from elsewhere"))
+        await _send(a, room_b, _in_thread(root, "from elsewhere"))
+        r = await a.get(f"{V3}/rooms/{room_a}/event/{root}")
+        assert "m.relations" not in r.json()["unsigned"]
+        r = await a.get(f"{V1}/rooms/{room_a}/relations/{root}", params={"recurse": "true"})
+        assert r.json()["chunk"] == []
+        r = await a.get(f"{V1}/rooms/{room_a}/threads")
+        assert r.json()["chunk"] == []
+        # the same edit in the right room is bundled
+        edit = await _send(a, room_a, _edit(root, "here"))
+        r = await a.get(f"{V3}/rooms/{room_a}/event/{root}")
+        assert r.json()["unsigned"]["m.relations"]["m.replace"]["event_id"] == edit
