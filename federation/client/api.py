@@ -326,18 +326,23 @@ class FederationClient:
             query={"omit_members": "true"} if omit_members else None,
             content=event,
         )
-        p = _Parser(destination, "send_join")
-        obj = p.obj(body)
-        members_omitted = p.boolean(obj, "members_omitted")
-        servers = p.strings(obj, "servers_in_room") if "servers_in_room" in obj else None
-        return SendJoinResponse(
-            origin=p.string(obj, "origin", optional=True),
-            state=p.objects(obj, "state"),
-            auth_chain=p.objects(obj, "auth_chain"),
-            event=p.mapping(obj, "event") if obj.get("event") is not None else None,
-            members_omitted=members_omitted,
-            servers_in_room=servers,
+        return _send_join_response(_Parser(destination, "send_join"), body)
+
+    async def send_join_v1(
+        self, destination: str, room_id: str, event_id: str, event: JsonObject
+    ) -> SendJoinResponse:
+        """``PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}`` (deprecated, for
+        servers without v2), › Joining Rooms. The answer is ``[200, {...}]``."""
+        body = await self._call(
+            destination,
+            "PUT",
+            f"/_matrix/federation/v1/send_join/{_q(room_id)}/{_q(event_id)}",
+            content=event,
         )
+        p = _Parser(destination, "send_join v1")
+        if not isinstance(body, list) or len(body) != 2:
+            raise p.fail("body is not [200, {...}]")
+        return _send_join_response(p, body[1])
 
     async def make_leave(
         self, destination: str, room_id: str, user_id: str
@@ -672,6 +677,20 @@ class FederationClient:
             prev_batch=p.string(obj, "prev_batch", optional=True),
             total_room_count_estimate=p.integer(obj, "total_room_count_estimate", optional=True),
         )
+
+
+def _send_join_response(p: _Parser, body: Any) -> SendJoinResponse:
+    obj = p.obj(body)
+    members_omitted = p.boolean(obj, "members_omitted")
+    servers = p.strings(obj, "servers_in_room") if "servers_in_room" in obj else None
+    return SendJoinResponse(
+        origin=p.string(obj, "origin", optional=True),
+        state=p.objects(obj, "state"),
+        auth_chain=p.objects(obj, "auth_chain"),
+        event=p.mapping(obj, "event") if obj.get("event") is not None else None,
+        members_omitted=members_omitted,
+        servers_in_room=servers,
+    )
 
 
 def _make_response(destination: str, endpoint: str, body: Any) -> MakeMembershipResponse:

@@ -49,10 +49,19 @@ class RemoteServerError(FederationError):
         errcode: the Matrix ``errcode`` of the body, or ``None`` when the body was not a Matrix
             error (an HTML page from a proxy, say).
         error: the ``error`` message of the body, or ``""``.
+        room_version: the ``room_version`` of an ``M_INCOMPATIBLE_ROOM_VERSION`` body.
     """
 
-    def __init__(self, destination: str, status: int, errcode: str | None, error: str) -> None:
+    def __init__(
+        self,
+        destination: str,
+        status: int,
+        errcode: str | None,
+        error: str,
+        room_version: str | None = None,
+    ) -> None:
         super().__init__(destination, f"HTTP {status} {errcode or ''} {error}".rstrip())
         self.status = status
         self.errcode = errcode
         self.error = error
+        self.room_version = room_version

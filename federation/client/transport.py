@@ -388,6 +388,7 @@ class FederationTransport:
 def _remote_error(destination: str, status: int, raw: bytes) -> RemoteServerError:
     errcode: str | None = None
     error = ""
+    room_version: str | None = None
     try:
         obj = decode_json(raw, strict=False)
     except CanonicalJSONError:
@@ -397,4 +398,6 @@ def _remote_error(destination: str, status: int, raw: bytes) -> RemoteServerErro
             errcode = obj["errcode"]
         if isinstance(obj.get("error"), str):
             error = obj["error"][:1000]
-    return RemoteServerError(destination, status, errcode, error)
+        if isinstance(obj.get("room_version"), str):
+            room_version = obj["room_version"][:100]
+    return RemoteServerError(destination, status, errcode, error, room_version)

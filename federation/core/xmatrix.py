@@ -101,7 +101,11 @@ def sign_request(
     content: Any = None,
 ) -> str:
     """The ``Authorization`` header value for one outgoing request."""
-    signed = encode_canonical_json(request_json(method, uri, origin, destination, content))
+    # not strict: a body may carry events of room versions 1-5 (floats, large integers), which
+    # other servers sign as Python's canonicaljson writes them
+    signed = encode_canonical_json(
+        request_json(method, uri, origin, destination, content), strict=False
+    )
     signature = encode_base64(key.sign(signed))
     return format_authorization(
         XMatrixAuth(origin=origin, destination=destination, key_id=key.key_id, signature=signature)
@@ -213,7 +217,9 @@ def verify_request(
     Raises:
         SignatureError: The signature does not verify, or is not valid base64.
     """
-    signed = encode_canonical_json(request_json(method, uri, auth.origin, destination, content))
+    signed = encode_canonical_json(
+        request_json(method, uri, auth.origin, destination, content), strict=False
+    )
     try:
         signature = decode_base64(auth.signature)
     except ValueError as exc:

@@ -35,6 +35,8 @@ from federation.client import FederationClient
 from federation.client.errors import FederationError, RemoteServerError
 from federation.core.builder import hash_and_sign_event
 from federation.core.errors import (
+    CanonicalJSONError,
+    EventFormatError,
     InvalidIdentifier,
     ProtocolError,
     SignatureError,
@@ -185,6 +187,8 @@ class FederationInvites:
             ) from None
         try:
             countersigned = await checked_pdu(self._keys, version, signed)
+        except (CanonicalJSONError, EventFormatError) as e:
+            raise BadJson(f"{server} answered a malformed invite: {e}") from None
         except (ProtocolError, KeyError, TypeError, ValueError) as e:
             raise MatrixError(502, Codes.UNKNOWN, f"{server} answered a bad invite: {e}") from None
         if countersigned.event_id != event.event_id or server not in (

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from federation.client import FederationClient
+from federation.client.api import SendJoinResponse
 from federation.client.errors import FederationError, RemoteServerError
 from federation.core.auth_rules import (
     auth_types_for_event,
@@ -252,13 +253,16 @@ class RemoteMemberships:
             made = await self._client.make_join(server, room_id, user_id, SUPPORTED_ROOM_VERSIONS)
         except RemoteServerError as e:
             _raise_refusal(server, e)
+            if e.status in (400, 403) and e.errcode:
+                # the resident's reason, as Synapse passes make_join failures on
+                raise MatrixError(e.status, e.errcode, f"{server}: {e.error}") from None
             raise _CandidateFailed(f"make_join: HTTP {e.status} {e.errcode or ''}") from None
         except FederationError as e:
             raise _CandidateFailed(f"make_join: {type(e).__name__}") from None
         version = _template_version(made.room_version)
         event = self._fill_template(version, made.event, user_id, room_id, content)
         try:
-            answer = await self._client.send_join_v2(server, room_id, event.event_id, event.pdu)
+            answer = await self._send_join(server, room_id, event)
         except RemoteServerError as e:
             _raise_refusal(server, e)
             raise _CandidateFailed(f"send_join: HTTP {e.status} {e.errcode or ''}") from None
@@ -267,6 +271,15 @@ class RemoteMemberships:
         if answer.event is not None:
             event = await self._resident_copy(version, event, answer.event)
         return await self._accept(version, event, [*answer.state], [*answer.auth_chain])
+
+    async def _send_join(self, server: str, room_id: str, event: Event) -> SendJoinResponse:
+        """send_join v2, or v1 when the server does not know v2 (404 or ``M_UNRECOGNIZED``)."""
+        try:
+            return await self._client.send_join_v2(server, room_id, event.event_id, event.pdu)
+        except RemoteServerError as e:
+            if e.status != 404 and e.errcode != Codes.UNRECOGNIZED:
+                raise
+        return await self._client.send_join_v1(server, room_id, event.event_id, dict(event.pdu))
 
     def _fill_template(
         self,
@@ -497,10 +510,14 @@ class RemoteMemberships:
 def _raise_refusal(server: str, e: RemoteServerError) -> None:
     """The resident's refusals the client must see: the room's version, or the auth rules."""
     if e.errcode == Codes.INCOMPATIBLE_ROOM_VERSION:
+        extra: dict[str, Any] = {}
+        if e.room_version is not None:
+            extra["room_version"] = e.room_version
         raise MatrixError(
             400,
             Codes.INCOMPATIBLE_ROOM_VERSION,
             f"This server does not support the room's version ({server}: {e.error})",
+            **extra,
         )
     if e.status == 403 and e.errcode == Codes.FORBIDDEN:
         raise Forbidden(f"{server} refused: {e.error}" if e.error else f"{server} refused")

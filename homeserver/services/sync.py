@@ -117,6 +117,14 @@ class PresenceSource(Protocol):
     ) -> list[JsonDict]: ...
 
 
+class PeekSource(Protocol):
+    def peeks(self, user_id: str, device_id: str | None) -> dict[str, int]: ...
+
+    def unpeek(self, user_id: str, device_id: str, room_id: str) -> None: ...
+
+    def delivered(self, user_id: str, device_id: str, room_id: str, position: int) -> None: ...
+
+
 class E2eeSource(Protocol):
     async def to_device_messages(
         self, user_id: str, device_id: str, since_pos: int, up_to_pos: int, limit: int = 100
@@ -180,6 +188,8 @@ class _Response:
     invite: dict[str, JsonDict] = field(default_factory=dict)
     leave: dict[str, JsonDict] = field(default_factory=dict)
     knock: dict[str, JsonDict] = field(default_factory=dict)
+    #: rooms the device peeks into (MSC2753)
+    peek: dict[str, JsonDict] = field(default_factory=dict)
     account_data: list[JsonDict] = field(default_factory=list)
     presence: list[JsonDict] = field(default_factory=list)
     to_device: list[JsonDict] = field(default_factory=list)
@@ -200,6 +210,7 @@ class _Response:
             or self.invite
             or self.leave
             or self.knock
+            or self.peek
             or self.account_data
             or self.presence
             or self.to_device
@@ -227,6 +238,8 @@ class _Response:
         }
         if self.fallback_types is not None:
             body["device_unused_fallback_key_types"] = self.fallback_types
+        if self.peek:
+            body["rooms"]["peek"] = self.peek
         return body
 
 
@@ -307,6 +320,7 @@ class SyncService:
         counts: NotificationCounts | None = None,
         unsigned: UnsignedSource | None = None,
         ignored: IgnoredUsers | None = None,
+        peeks: PeekSource | None = None,
         max_timeout_ms: int = 300_000,
     ) -> None:
         self._store = store
@@ -323,6 +337,7 @@ class SyncService:
         self._counts = counts
         self._unsigned = unsigned
         self._ignored = ignored
+        self._peeks = peeks
         self._lazy_members = _LazyMembers()
         self._max_timeout_ms = max_timeout_ms
         #: the rooms each syncing user was joined to at its last sync (where to listen first)
@@ -353,7 +368,9 @@ class SyncService:
         since_events = (
             None if req.since is None or req.full_state else req.since.get(StreamName.EVENTS)
         )
-        keys = frozenset({req.user_id, *self._joined_cache.get(req.user_id, ())})
+        keys = frozenset(
+            {req.user_id, *self._joined_cache.get(req.user_id, ()), *self._peeked(req)}
+        )
         listener = self._notifier.listen(keys)
         try:
             while True:
@@ -361,11 +378,12 @@ class SyncService:
                 memberships = _Memberships({r.room_id: r for r in snapshot.memberships})
                 joined = frozenset(memberships.rooms("join"))
                 self._remember_joined(req.user_id, joined)
-                if keys != {req.user_id, *joined}:
+                wanted = frozenset({req.user_id, *joined, *self._peeked(req)})
+                if keys != wanted:
                     # listen on the rooms as they are now, then read again: nothing committed
                     # in between can be missed
                     self._notifier.unlisten(listener)
-                    keys = frozenset({req.user_id, *joined})
+                    keys = wanted
                     listener = self._notifier.listen(keys)
                     continue
                 now = self._token_of(snapshot.positions)
@@ -383,6 +401,10 @@ class SyncService:
                 listener = self._notifier.listen(keys)
         finally:
             self._notifier.unlisten(listener)
+
+    def _peeked(self, req: SyncRequest) -> dict[str, int]:
+        """The rooms the device peeks into (MSC2753), with the position each peek began."""
+        return {} if self._peeks is None else self._peeks.peeks(req.user_id, req.device_id)
 
     def _remember_joined(self, user_id: str, joined: frozenset[str]) -> None:
         if len(self._joined_cache) >= _JOINED_CACHE_SIZE:
@@ -529,6 +551,7 @@ class SyncService:
                         )
                     }
                 }
+        await self._peek_rooms(req, joined, now, ignored, response)
         for room_id, change in sorted(leave_events.items()):
             if room_filter.includes_room(room_id):
                 # joined and left within the range: the client never had the room, so it
@@ -542,6 +565,46 @@ class SyncService:
 
         await self._other_streams(req, since, now, response, ignored)
         return response
+
+    async def _peek_rooms(
+        self,
+        req: SyncRequest,
+        joined: set[str],
+        now: StreamToken,
+        ignored: frozenset[str],
+        response: _Response,
+    ) -> None:
+        """``rooms.peek`` (MSC2753): each room the device peeks into, in full on the first sync
+        after the peek, then when it has events in the range. A joined room is no longer
+        peeked (it is in ``join``)."""
+        peeks = self._peeked(req)
+        if not peeks:
+            return
+        since = None if req.since is None or req.full_state else req.since.get(StreamName.EVENTS)
+        for room_id, full_from in sorted(peeks.items()):
+            if room_id in joined:
+                if self._peeks is not None and req.device_id is not None:
+                    self._peeks.unpeek(req.user_id, req.device_id, room_id)
+                continue
+            if not req.filter.room.includes_room(room_id):
+                continue
+            full = since is None or full_from < 0 or since < full_from
+            entry = await self._room_entry(
+                req,
+                room_id,
+                from_pos=None if full else since,
+                to_pos=now.get(StreamName.EVENTS),
+                full=full,
+                ignored=ignored,
+            )
+            if full or entry["timeline"]["events"] or entry["state"]["events"]:
+                entry["ephemeral"] = {"events": []}
+                entry["account_data"] = {"events": []}
+                response.peek[room_id] = entry
+                if full and self._peeks is not None and req.device_id is not None:
+                    self._peeks.delivered(
+                        req.user_id, req.device_id, room_id, now.get(StreamName.EVENTS)
+                    )
 
     async def _joined_room(
         self,
@@ -747,6 +810,10 @@ class SyncService:
             else:
                 (start,) = await self._store.states_at(room_id, [start_pos])
                 end = start
+                if start is None and start_pos != to_pos:
+                    # no state before the timeline's first event: a room joined over
+                    # federation starts with the join, whose state came with it
+                    (end,) = await self._store.states_at(room_id, [to_pos])
             state_ids = _calculate_state(
                 timeline_state, lazy_only(start), lazy_only(end), {}, lazy=lazy
             )
@@ -962,6 +1029,10 @@ class SyncService:
                 out.append(_stripped(stored))
         own = await self._events.get_event(membership_event_id)
         if own is not None:
+            given = own.event.pdu.get("unsigned", {}).get("invite_room_state")
+            if not out and isinstance(given, list):
+                # an invite from another server to a room we are not in: its stripped state
+                out = [e for e in given if isinstance(e, dict) and e.get("type") != "m.room.member"]
             out.append(_stripped(own))
         return out
 

@@ -117,6 +117,9 @@ class HistoryVisibility:
         forgotten = facts.access.forgotten
         out: list[StoredEvent] = []
         for stored in events:
+            if _out_of_band_own_membership(stored, user_id):
+                out.append(stored)  # (as Synapse: else a rejected invite never disappears)
+                continue
             if stored.outlier or stored.state_group is None:
                 continue  # no state known at it: nothing allows it
             position = (stored.depth, stored.stream_ordering)
@@ -133,6 +136,19 @@ class HistoryVisibility:
                 ):
                     out.append(stored)
         return out
+
+
+def _out_of_band_own_membership(stored: StoredEvent, user_id: str) -> bool:
+    """The user's own invite, or leave rejecting it, in a room this server is not in
+    (``FederationEventStore.persist_out_of_band_membership``: no state is known at it): the
+    user always sees it."""
+    event = stored.event
+    return (
+        not stored.outlier
+        and stored.state_group is None
+        and event.type == "m.room.member"
+        and event.state_key == user_id
+    )
 
 
 def _two_sided(stored: StoredEvent, user_id: str) -> bool:

@@ -9,6 +9,8 @@ import httpx
 import pytest
 import trio
 
+from federation.core.builder import build_event
+from federation.core.room_versions import get_room_version
 from tests.integration.federation.conftest import FederatedServer, FederatedServerFactory
 
 V3 = "/_matrix/client/v3"
@@ -71,7 +73,7 @@ async def test_join_by_remote_alias_gives_full_state(
         sync = await _ok(await ca.get(f"{V3}/sync"))
         room = sync["rooms"]["join"][room_id]
         types = {e["type"] for e in room["state"]["events"] + room["timeline"]["events"]}
-        assert {"m.room.create", "m.room.power_levels", "m.room.name"} <= types
+        assert {"m.room.create", "m.room.power_levels", "m.room.name"} <= types, room
         # B (the resident) has alice joined
         members = await _ok(await cb.get(f"{V3}/rooms/{quote(room_id)}/joined_members"))
         assert set(members["joined"]) == {alice, bob}
@@ -138,6 +140,12 @@ async def test_invite_remote_user_who_joins(
         member = [e for e in invite if e["type"] == "m.room.member" and e["state_key"] == bob]
         assert member and member[0]["content"]["membership"] == "invite", invite
         assert member[0]["sender"] == alice
+        assert {
+            "type": "m.room.name",
+            "state_key": "",
+            "sender": alice,
+            "content": {"name": "Secret"},
+        } in invite
         # bob accepts: a join through the inviter's server (no via needed)
         await _ok(await cb.post(f"{V3}/rooms/{quote(room_id)}/join", json={}))
         state = await _state(cb, room_id)
@@ -232,3 +240,55 @@ async def test_remote_profiles(two_servers: tuple[FederatedServer, FederatedServ
     target = f"/_matrix/federation/v1/query/profile?user_id={quote(alice_on_a)}"
     r = await a.signed_request(b, "GET", target)
     assert r.status_code == 404, r.text
+
+
+async def test_inbound_invite_checks(two_servers: tuple[FederatedServer, FederatedServer]) -> None:
+    """A signed invite from A's server for B's user: floats (not canonical JSON in v6+) are
+    400 M_BAD_JSON; a good one is countersigned and shown in B's user's /sync."""
+    a, b = two_servers
+    bob, cb = await _user(b, "bob")
+    room_id = f"!room:{a.server_name}"
+    sender = f"@alice:{a.server_name}"
+
+    def invite(content: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        event = build_event(
+            get_room_version("10"),
+            room_id=room_id,
+            sender=sender,
+            type="m.room.member",
+            content=content,
+            prev_event_ids=[],
+            auth_event_ids=[],
+            depth=5,
+            origin_server_ts=1_700_000_000_000,
+            origin=a.server_name,
+            signing_key=a.signing_key,
+            state_key=bob,
+        )
+        return event.event_id, dict(event.pdu)
+
+    event_id, pdu = invite({"membership": "invite"})
+    bad = dict(pdu, content={"membership": "invite", "weight": 1.5})
+    target = f"/_matrix/federation/v2/invite/{quote(room_id)}/{quote(event_id)}"
+    r = await a.signed_request(b, "PUT", target, {"room_version": "10", "event": bad})
+    assert r.status_code == 400 and r.json()["errcode"] == "M_BAD_JSON", r.text
+    # another user's event ID in the path
+    r = await a.signed_request(
+        b,
+        "PUT",
+        f"/_matrix/federation/v2/invite/{quote(room_id)}/%24other",
+        {"room_version": "10", "event": pdu},
+    )
+    assert r.status_code == 400, r.text
+    state = [{"type": "m.room.name", "state_key": "", "sender": sender, "content": {"name": "Hi"}}]
+    r = await a.signed_request(
+        b, "PUT", target, {"room_version": "10", "event": pdu, "invite_room_state": state}
+    )
+    assert r.status_code == 200, r.text
+    signed = r.json()["event"]
+    assert b.server_name in signed["signatures"] and a.server_name in signed["signatures"]
+    async with cb:
+        sync = await _ok(await cb.get(f"{V3}/sync"))
+        events = sync["rooms"]["invite"][room_id]["invite_state"]["events"]
+        assert events[-1]["sender"] == sender and events[-1]["state_key"] == bob
+        assert events[:-1] == state
