@@ -3,15 +3,42 @@ local user's ``/sync`` on B, and A can read B's room graph."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
+import pytest
 import trio
+from nio import AsyncClient, AsyncClientConfig, RoomMessagesResponse, SyncResponse
 
 from federation.core.builder import build_event
 from federation.core.events import Event
 from federation.core.room_versions import get_room_version
 from tests.integration.federation.conftest import FederatedServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _nio_reads(base_url: str, room_id: str) -> tuple[list[str], list[str], int]:
+    """matrix-nio logs in as alice on B: the bodies its sync and /messages see, and the
+    room's unread notification count."""
+
+    async def scenario() -> tuple[list[str], list[str], int]:
+        client = AsyncClient(base_url, "alice", config=AsyncClientConfig(store_sync_tokens=False))
+        try:
+            await client.login("a long passphrase")
+            synced = await client.sync(timeout=0)
+            assert isinstance(synced, SyncResponse), synced
+            timeline = synced.rooms.join[room_id].timeline.events
+            sync_bodies = [getattr(e, "body", "") for e in timeline]
+            unread = synced.rooms.join[room_id].unread_notifications.notification_count or 0
+            page = await client.room_messages(room_id, start="", limit=20)
+            assert isinstance(page, RoomMessagesResponse), page
+            return sync_bodies, [getattr(e, "body", "") for e in page.chunk], unread
+        finally:
+            await client.close()
+
+    return asyncio.run(scenario())
 
 
 async def _register(client: httpx.AsyncClient, name: str) -> str:
@@ -123,6 +150,13 @@ async def test_transaction_reaches_sync_and_room_graph(
             (rob, "m.room.message"),
         ]
         assert timeline[-1]["content"]["body"] == "hello from A"
+
+        # matrix-nio on B: /sync, /messages and the unread count show the remote message
+        sync_bodies, page_bodies, unread = await trio.to_thread.run_sync(
+            _nio_reads, b.client_url, room_id
+        )
+        assert "hello from A" in sync_bodies and "hello from A" in page_bodies
+        assert unread >= 1
 
         # the same transaction again: the same answer
         again = await a.signed_request(b, "PUT", "/_matrix/federation/v1/send/txn1", body)
