@@ -347,6 +347,11 @@ class FederationSender:
             dest.edus.extendleft(reversed(edus))
             await self._back_off(dest, exc)
             return True
+        except Exception as exc:  # a bug or an unencodable PDU: back off, never spin
+            logger.exception("building the transaction to %s failed", name)
+            dest.edus.extendleft(reversed(edus))
+            await self._back_off(dest, exc)
+            return True
         except BaseException:
             dest.edus.extendleft(reversed(edus))  # cancelled mid-flight: sent again next time
             raise
@@ -364,7 +369,7 @@ class FederationSender:
         self.transactions_sent += 1
         return True
 
-    async def _back_off(self, dest: _Destination, exc: FederationError) -> None:
+    async def _back_off(self, dest: _Destination, exc: Exception) -> None:
         dest.catching_up = True
         dest.failures += 1
         dest.interval = min(max(dest.interval * 2, self._min_backoff), self._max_backoff)

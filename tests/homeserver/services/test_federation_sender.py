@@ -54,6 +54,7 @@ class FakeClient:
         self.attempts: list[tuple[str, float]] = []
         self.down: set[str] = set()
         self.blocked: set[str] = set()
+        self.crash: set[str] = set()
         self.hold = False
         self.release = trio.Event()
         self.in_flight: dict[str, int] = {}
@@ -75,6 +76,8 @@ class FakeClient:
         try:
             if self.hold:
                 await self.release.wait()
+            if destination in self.crash:
+                raise ValueError("not JSON")
             if destination in self.blocked:
                 raise DestinationBlocked(destination, "private address")
             if destination in self.down:
@@ -401,3 +404,17 @@ async def test_wake_finds_the_event_at_once(env: Env, nursery, clock) -> None:
     sender.wake()
     await wait_until(env, lambda: env.client.sent)
     assert env.client.sent[0][4] - start < 0.1
+
+
+async def test_unexpected_error_backs_off_instead_of_spinning(env: Env, nursery, clock) -> None:
+    room = await env.room("@rob:remote.test")
+    env.client.crash.add("remote.test")
+    await nursery.start(env.sender.run)
+    start = trio.current_time()
+    await env.say(room)
+    await wait_until(env, lambda: len(env.client.attempts) >= 3, timeout=200)
+    # 10 s, then 20 s (±20 %) between attempts
+    assert trio.current_time() - start >= 0.8 * 30
+    env.client.crash.clear()
+    env.sender.on_server_contacted("remote.test")
+    await wait_until(env, lambda: env.client.sent)
