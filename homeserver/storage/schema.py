@@ -428,13 +428,13 @@ media_thumbnails = Table(
     Index(None, "sha256"),
 )
 
-# media repository (issue 9)
+# media repository
 
 # --- end media (0005) ----------------------------------------------------------------------------
 
 
 # --- e2ee (0006) ---------------------------------------------------------------------------------
-# end-to-end encryption keys, backups, to-device (issue 8); see docs/discussion/e2ee.md.
+# end-to-end encryption keys, backups, to-device; see docs/discussion/e2ee.md.
 # No foreign keys to devices: deleting a device deletes its rows here in the same transaction
 # (storage/e2ee_cleanup.py), and nothing here may block a device's deletion.
 
@@ -556,7 +556,7 @@ to_device_txns = Table(
 
 
 # --- filters (0007) ------------------------------------------------------------------------------
-# sync filters (issue 7)
+# sync filters
 
 #: Filters uploaded with ``POST /user/{userId}/filter``: numbered per user from 0 (as Synapse),
 #: the JSON as uploaded with its keys sorted (an identical upload gets the same ID back).
@@ -573,7 +573,7 @@ user_filters = Table(
 
 
 # --- receipts_presence (0008) --------------------------------------------------------------------
-# receipts, read markers and presence (issue 7)
+# receipts, read markers and presence
 
 #: Read receipts (``m.read``, ``m.read.private``): one per (room, type, user, thread), moved only
 #: forward; ``stream_id`` is the RECEIPTS position of its last write.
@@ -615,7 +615,7 @@ presence = Table(
 
 
 # --- room_directory (0009) -----------------------------------------------------------------------
-# room aliases and the room directory (issue 6)
+# room aliases and the room directory
 
 #: Local room aliases (``#localpart:our.server``) and the room each points to. An alias names
 #: one room; a room may have many aliases. ``creator`` may delete it again.
@@ -637,7 +637,7 @@ Index("ix_rooms_is_public", rooms.c.is_public)
 
 
 # --- rooms_access (0010) -------------------------------------------------------------------------
-# knock, restricted joins, forgotten rooms (issue 6)
+# knock, restricted joins, forgotten rooms
 
 #: Rooms a user has forgotten (``POST /rooms/{roomId}/forget``). The row names the user's member
 #: event at the time: the room counts as forgotten only while that event is still the user's
@@ -661,7 +661,7 @@ Index("ix_event_txn_ids_event_id", event_txn_ids.c.event_id)
 
 
 # --- registration_lock (0011) --------------------------------------------------------------------
-# registration-lock PINs (issue 5)
+# registration-lock PINs
 
 #: Registration-lock PINs (argon2id hashes), the account's last activity and wrong-PIN counts.
 registration_locks = Table(
@@ -696,7 +696,7 @@ spent_credentials = Table(
 
 
 # --- sync (0012) ---------------------------------------------------------------------------------
-# sync bookkeeping (issue 7)
+# sync bookkeeping
 
 #: A user's membership events by stream position: "what happened to my memberships since X"
 #: for ``/sync`` costs in proportion to the answer (partial: only m.room.member rows).
