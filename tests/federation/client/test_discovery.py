@@ -307,3 +307,9 @@ async def test_srv_answers_are_cached_by_ttl():
     clock.now += 7200  # past both caches
     await resolver.resolve("a.org")
     assert dns.lookups.count(("SRV", "_matrix-fed._tcp.a.org")) == 2
+
+
+async def test_system_resolver_uses_the_hosts_file():
+    from federation.client.discovery import SystemDnsResolver
+
+    assert "127.0.0.1" in await SystemDnsResolver().addresses("localhost")
