@@ -28,6 +28,8 @@ delegations does not expire at once. A definite failure (non-2xx, bad JSON, miss
 minutes, doubling with each consecutive one up to 1 hour; during it a delegation that was valid
 before stays in use (stale-if-error), so a flapping web server does not move the destination.
 
+One ``.well-known`` fetch per hostname runs at a time; concurrent resolutions wait for it.
+
 In-memory state: the ``.well-known`` and SRV caches are caches of remote facts with expiry
 times, private to one process; nothing needs to invalidate them, and two processes holding
 different copies only differ for at most the cache period, as two servers would.
@@ -391,6 +393,8 @@ class ServerResolver:
         self._clock = clock
         self._rng = rng or random.Random()
         self._wk_cache: dict[str, _WellKnownEntry] = {}
+        #: hostname → set when its running .well-known fetch ends (one fetch per host at a time)
+        self._wk_inflight: dict[str, trio.Event] = {}
         self._srv_cache: dict[str, tuple[float, tuple[SrvRecord, ...]]] = {}
 
     async def resolve(self, server_name: str) -> ResolvedServer:
@@ -447,10 +451,22 @@ class ServerResolver:
         return answer.records
 
     async def _delegation(self, hostname: str) -> str | None:
-        now = self._clock()
-        entry = self._wk_cache.get(hostname)
-        if entry is not None and entry.expires > now:
-            return entry.server
+        while True:
+            entry = self._wk_cache.get(hostname)
+            if entry is not None and entry.expires > self._clock():
+                return entry.server
+            running = self._wk_inflight.get(hostname)
+            if running is None:
+                break
+            await running.wait()  # someone else is fetching it: use their answer
+        done = self._wk_inflight[hostname] = trio.Event()
+        try:
+            return await self._fetch_delegation(hostname, entry)
+        finally:
+            del self._wk_inflight[hostname]
+            done.set()
+
+    async def _fetch_delegation(self, hostname: str, entry: _WellKnownEntry | None) -> str | None:
         result = await self._well_known.fetch(hostname)
         now = self._clock()
         last_valid = entry.last_valid if entry is not None else None

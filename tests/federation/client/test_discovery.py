@@ -313,3 +313,28 @@ async def test_system_resolver_uses_the_hosts_file():
     from federation.client.discovery import SystemDnsResolver
 
     assert "127.0.0.1" in await SystemDnsResolver().addresses("localhost")
+
+
+async def test_concurrent_resolves_share_one_well_known_fetch(autojump_clock):
+    import trio
+
+    fetches = []
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        fetches.append(request.url.host)
+        await trio.sleep(1)
+        return httpx.Response(200, json={"m.server": "m.a.org:9"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(slow))
+    resolver = ServerResolver(FakeDns(), HttpWellKnownFetcher(client), clock=ManualClock())
+    results = []
+
+    async def resolve() -> None:
+        results.append(await resolver.resolve("a.org"))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(resolve)
+    assert fetches == ["a.org"]
+    assert {r.targets for r in results} == {(Target("m.a.org", 9),)}
+    assert len(results) == 5
