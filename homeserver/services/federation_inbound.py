@@ -109,6 +109,8 @@ MISSING_EVENTS_LIMIT = 10
 MAX_STATE_FETCH = 500
 #: Unknown auth events fetched for one event.
 MAX_AUTH_FETCH = 50
+#: Events of one auth chain (/event_auth) considered.
+MAX_AUTH_CHAIN = 1000
 #: How long a transaction's answer is kept for retransmissions (senders retry for minutes).
 TXN_KEPT_MS = 24 * 3600 * 1000
 #: How often answers older than that are deleted (on the next transaction after it).
@@ -152,6 +154,13 @@ class RemoteRoomGraph(Protocol):
     ) -> tuple[list[str], list[str]]:
         """``GET /_matrix/federation/v1/state_ids/{roomId}?event_id=``: ``(pdu_ids,
         auth_chain_ids)``, the state *before* the event."""
+        ...
+
+    async def get_event_auth(
+        self, destination: str, room_id: str, event_id: str
+    ) -> list[Mapping[str, Any]]:
+        """``GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}``: the event's auth
+        chain as PDUs."""
         ...
 
 
@@ -460,8 +469,10 @@ class FederationInbound:
     async def _fetch_outlier(
         self, origin: str, version: RoomVersion, room_id: str, event_id: str
     ) -> StoredEvent | None:
-        """An event by ID: ours, or fetched from ``origin`` (checked, stored as an outlier;
-        rejected when it fails the auth rules against its own known auth events)."""
+        """An event by ID: ours, or fetched from ``origin`` and stored as an outlier after the
+        checks on receipt and the auth rules against its own auth events; those not known are
+        fetched first with its auth chain (/event_auth). It is stored rejected when an auth
+        event is rejected or cannot be had, or the rules refuse it."""
         known = await self._events.get_event(event_id)
         if known is not None:
             return known
@@ -479,18 +490,64 @@ class FederationInbound:
             return None
         if event.event_id != event_id:
             return None
-        auth = await self._events.get_events(_auth_ids(event))
+        if len(await self._events.get_events(_auth_ids(event))) < len(_auth_ids(event)):
+            await self._fetch_auth_chain(origin, version, room_id, event_id)
+        await self._store_outlier(event)
+        return await self._events.get_event(event_id)
+
+    async def _fetch_auth_chain(
+        self, origin: str, version: RoomVersion, room_id: str, event_id: str
+    ) -> None:
+        """Store the unknown events of ``event_id``'s auth chain as outliers (or rejected),
+        each after its own auth events."""
+        try:
+            chain = await self._remote.get_event_auth(origin, room_id, event_id)
+        except Exception as e:
+            logger.info("event_auth of %s from %s failed: %s", event_id, origin, e)
+            return
+        pending: dict[str, Event] = {}
+        for pdu in chain[:MAX_AUTH_CHAIN]:
+            if not isinstance(pdu, Mapping) or pdu.get("room_id", room_id) != room_id:
+                continue
+            try:
+                checked = (await self._check_received(version, pdu)).event
+            except PduError as e:
+                logger.info("auth chain event from %s not accepted: %s", origin, e)
+                continue
+            pending[checked.event_id] = checked
+        known = set((await self._events.get_events(pending)).keys())
+        for known_id in known:
+            pending.pop(known_id, None)
+        # store each after its auth events: in rounds, those whose auth events are all known
+        while pending:
+            ready = [e for e in pending.values() if all(a in known for a in _auth_ids(e))]
+            if not ready:
+                break  # the rest lack auth events: stored rejected below
+            for event in sorted(ready, key=lambda e: e.depth):
+                await self._store_outlier(event)
+                known.add(event.event_id)
+                del pending[event.event_id]
+        for event in pending.values():
+            await self._store_outlier(event)
+
+    async def _store_outlier(self, event: Event) -> None:
+        """Store a fetched event as an outlier, or rejected when its auth events are missing
+        or rejected or the auth rules refuse it against them."""
+        auth_ids = _auth_ids(event)
+        auth = await self._events.get_events(auth_ids)
         usable = {i: s.event for i, s in auth.items() if s.rejected_reason is None}
         reason = None
-        if len(usable) == len(_auth_ids(event)):
+        if len(usable) < len(auth_ids):
+            missing = [a for a in auth_ids if a not in usable]
+            reason = f"auth events missing or rejected: {', '.join(missing)}"
+        else:
             try:
-                _check_against_auth_events(version, event, usable)
+                _check_against_auth_events(event.room_version, event, usable)
             except AuthError as e:
                 reason = f"auth events: {e}"
         await self._fed.persist(
             RemoteEvent(event, "outlier" if reason is None else "rejected", rejected_reason=reason)
         )
-        return await self._events.get_event(event_id)
 
     async def _state_at_gap(
         self, origin: str, version: RoomVersion, room_id: str, prev_id: str
@@ -752,4 +809,9 @@ class NoRemoteRoomGraph:
     async def get_state_ids(
         self, destination: str, room_id: str, event_id: str
     ) -> tuple[list[str], list[str]]:
+        raise LookupError("outbound federation is not available")
+
+    async def get_event_auth(
+        self, destination: str, room_id: str, event_id: str
+    ) -> list[Mapping[str, Any]]:
         raise LookupError("outbound federation is not available")

@@ -44,3 +44,9 @@ class ClientRoomGraph:
     ) -> tuple[list[str], list[str]]:
         found = await self._client.state_ids(destination, room_id, event_id)
         return list(found.pdu_ids), list(found.auth_chain_ids)
+
+    async def get_event_auth(
+        self, destination: str, room_id: str, event_id: str
+    ) -> list[Mapping[str, Any]]:
+        found = await self._client.event_auth(destination, room_id, event_id)
+        return list(found.auth_chain)

@@ -12,9 +12,11 @@ kind             outlier   rejected_reason  state_group      extremity   current
 ===============  ========  ===============  ===============  ==========  ==============
 ``timeline``     false     NULL             state after      yes         the caller's
 ``outlier``      true      NULL             NULL             no          untouched
-``rejected``     true      the reason       state *before*   no          untouched
+``rejected``     true      the reason       state *before*†  no          untouched
 ``soft_failed``  true      NULL             state after      no          untouched
 ===============  ========  ===============  ===============  ==========  ==============
+
+† NULL for an event fetched as an outlier (auth chain, state at a gap) and rejected then.
 
 Rejected and soft-failed events are flagged ``outlier`` so that no client read path (sync,
 ``/messages``, ``/context``, receipts...) ever returns them; they still have a state group
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import BigInteger, Text, bindparam, delete, insert, select, text, update
+from sqlalchemy import BigInteger, Text, bindparam, delete, func, insert, select, text, update
 
 from federation.core.canonicaljson import encode_canonical_json
 from federation.core.events import Event, StateKey
@@ -139,6 +141,7 @@ _UPSERT_CURRENT = text(
     bindparam("event_id", type_=Text),
     bindparam("membership", type_=Text),
 )
+_LOWEST_STREAM = select(func.min(events.c.stream_ordering))
 _ROOM_EXISTS = select(rooms.c.room_id).where(rooms.c.room_id == bindparam("room_id"))
 _INSERT_ROOM = insert(rooms).values({c.name: bindparam(c.name) for c in rooms.columns})
 _EVENT_JSON = select(events.c.json).where(events.c.event_id == bindparam("event_id"))
@@ -305,7 +308,9 @@ class FederationEventStore:
                     await conn.execute(stmt, {"event_id": event.event_id})
             group: int | None = None
             plan = None
-            if kind != "outlier":
+            # a fetched event rejected before any state was known for it has no state either
+            stateless = new.state_before is None and new.state_group_before is None
+            if kind != "outlier" and not (kind == "rejected" and stateless):
                 plan = await self._plan_group(conn, new, key)
             stream = await next_position(conn, StreamName.EVENTS)
             if plan is not None:
@@ -523,6 +528,63 @@ class FederationEventStore:
             return stream
 
         return await self._db.run(work, name="persist_out_of_band_membership")
+
+    async def persist_backfilled(self, event: Event, state_group: int) -> bool:
+        """Store an event fetched with ``/backfill`` (older than anything in the room's
+        timeline here): a timeline row readable by ``/messages`` with a *negative* stream
+        position below every other (so no ``/sync`` range ever returns it as new, as Synapse
+        does with backfilled events), its edges, and ``state_group`` as the state at it; no
+        forward extremity, the current state untouched. One writer at a time (the caller's
+        lock): the position is the lowest one minus one.
+
+        Returns:
+            False when the event was already stored (other than as an outlier).
+        """
+        version = event.room_version
+        raw = encode_canonical_json(event.pdu, strict=version.strict_canonical_json).decode()
+        room_id = str(event.pdu.get("room_id") or "!" + event.event_id[1:])
+
+        async def work(conn: Conn) -> bool:
+            existing = await conn.fetch_one(_EXISTING, {"event_id": event.event_id})
+            if existing is not None:
+                if not existing[0]:
+                    return False
+                for stmt in (_DELETE_EVENT, _DELETE_EDGES, _DELETE_AUTH):
+                    await conn.execute(stmt, {"event_id": event.event_id})
+            lowest = await conn.fetch_val(_LOWEST_STREAM, {})
+            stream = min(int(lowest or 0), 0) - 1
+            await conn.execute(
+                _INSERT_EVENT,
+                {
+                    "event_id": event.event_id,
+                    "room_id": room_id,
+                    "type": event.type,
+                    "state_key": event.state_key,
+                    "sender": event.sender,
+                    "json": raw,
+                    "depth": event.depth,
+                    "origin_server_ts": event.origin_server_ts,
+                    "stream_ordering": stream,
+                    "outlier": False,
+                    "rejected_reason": None,
+                    "redacted": False,
+                    "state_group": state_group,
+                },
+            )
+            prevs = list(dict.fromkeys(event.prev_event_ids))
+            if prevs:
+                await conn.execute_many(
+                    _INSERT_EDGE, [{"event_id": event.event_id, "prev_event_id": p} for p in prevs]
+                )
+            auth_ids = _auth_edges(event)
+            if auth_ids:
+                await conn.execute_many(
+                    _INSERT_AUTH,
+                    [{"event_id": event.event_id, "auth_event_id": a} for a in auth_ids],
+                )
+            return True
+
+        return await self._db.run(work, name="persist_backfilled")
 
     # --- end remote joins and invites ----------------------------------------------------------
 

@@ -55,6 +55,7 @@ class FakeRemote:
         self.events: dict[str, Event] = {}
         self.missing: list[Event] = []
         self.state_before: dict[str, list[str]] = {}
+        self.auth_chains: dict[str, list[Event]] = {}
         self.calls: list[str] = []
 
     async def get_event(self, destination: str, event_id: str) -> Mapping[str, Any] | None:
@@ -80,6 +81,12 @@ class FakeRemote:
     ) -> tuple[list[str], list[str]]:
         self.calls.append(f"state_ids {event_id}")
         return self.state_before[event_id], []
+
+    async def get_event_auth(
+        self, destination: str, room_id: str, event_id: str
+    ) -> list[Mapping[str, Any]]:
+        self.calls.append(f"event_auth {event_id}")
+        return [e.pdu for e in self.auth_chains.get(event_id, [])]
 
 
 class Env:
@@ -477,3 +484,56 @@ async def test_server_in_room(env: Env) -> None:
     assert not await env.inbound.server_in_room(env.room_id, "%")
     assert not await env.inbound.server_in_room(env.room_id, "test")
     assert not await env.inbound.server_in_room("!unknown:hs.test", SERVER)
+
+
+async def _rob_renames(env: Env, rob_join: Event) -> tuple[Event, Event, Event]:
+    """Two display name changes of rob and a message after them, made on the remote server
+    only (each member event is the next one's auth event)."""
+    state = dict(await env.state_ids())
+    first = await env.remote_event(
+        "m.room.member",
+        {"membership": "join", "displayname": "Rob 1"},
+        state_key=ROB,
+        prevs=[rob_join],
+        state=state,
+    )
+    state[("m.room.member", ROB)] = first.event_id
+    second = await env.remote_event(
+        "m.room.member",
+        {"membership": "join", "displayname": "Rob 2"},
+        state_key=ROB,
+        prevs=[first],
+        state=state,
+    )
+    state[("m.room.member", ROB)] = second.event_id
+    message = await env.remote_event(
+        "m.room.message", {"body": "hi"}, prevs=[rob_join], state=state
+    )
+    return first, second, message
+
+
+async def test_unknown_auth_events_come_with_their_auth_chain(env: Env) -> None:
+    rob_join = await env.join_rob()
+    first, second, message = await _rob_renames(env, rob_join)
+    env.remote.events[second.event_id] = second
+    env.remote.auth_chains[second.event_id] = [first, rob_join]
+    assert await env.send(message) == {"pdus": {message.event_id: {}}}
+    assert env.remote.calls == [f"event {second.event_id}", f"event_auth {second.event_id}"]
+    for event in (first, second):
+        stored = await env.events.get_event(event.event_id)
+        assert stored is not None and stored.outlier and stored.rejected_reason is None
+        assert stored.state_group is None
+    stored = await env.events.get_event(message.event_id)
+    assert stored is not None and not stored.outlier and stored.rejected_reason is None
+
+
+async def test_auth_event_whose_chain_is_unavailable_is_rejected(env: Env) -> None:
+    rob_join = await env.join_rob()
+    _first, second, message = await _rob_renames(env, rob_join)
+    env.remote.events[second.event_id] = second  # but no auth chain for it
+    assert await env.send(message) == {"pdus": {message.event_id: {}}}
+    stored = await env.events.get_event(second.event_id)
+    assert stored is not None and stored.rejected_reason is not None
+    assert "missing" in stored.rejected_reason and stored.state_group is None
+    rejected = await env.events.get_event(message.event_id)
+    assert rejected is not None and rejected.rejected_reason is not None
