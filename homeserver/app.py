@@ -34,16 +34,16 @@ from hypercorn.config import Config as HypercornConfig
 from federation.client import FederationClient, FederationTransport  # federation: keys
 from federation.core.signing import SigningKey
 from homeserver.api._http import ObservedApp, RequestGate, build_asgi_app
-from homeserver.api.admin.media import MediaAdminApi  # media
-from homeserver.api.admin.register import SharedSecretRegisterApi  # registration lock
+from homeserver.api.admin.media import MediaAdminApi  # media (issue 9)
+from homeserver.api.admin.register import SharedSecretRegisterApi  # registration lock (issue 5)
 from homeserver.api.admin.registration_tokens import RegistrationTokensAdminApi
 from homeserver.api.client.account import AccountApi
 from homeserver.api.client.account_data import AccountDataApi
 from homeserver.api.client.capabilities import CapabilitiesApi
 from homeserver.api.client.devices import DevicesApi
-from homeserver.api.client.directory import DirectoryApi  # room directory
-from homeserver.api.client.filter import FilterApi  # sync and filters
-from homeserver.api.client.keys import KeysApi  # e2ee
+from homeserver.api.client.directory import DirectoryApi  # room directory (issue 6)
+from homeserver.api.client.filter import FilterApi  # sync and filters (issue 7)
+from homeserver.api.client.keys import KeysApi  # e2ee (issue 8)
 from homeserver.api.client.legacy import (  # the r0 API
     EventStreamEndpoint,
     LegacyEventApi,
@@ -52,26 +52,26 @@ from homeserver.api.client.legacy import (  # the r0 API
 )
 from homeserver.api.client.login import LoginApi
 from homeserver.api.client.openid import OpenIdApi
-from homeserver.api.client.presence import PresenceApi  # typing, receipts, presence
+from homeserver.api.client.presence import PresenceApi  # typing, receipts, presence (issue 7)
 from homeserver.api.client.profile import ProfileApi
 from homeserver.api.client.push_rules import PushRulesApi
-from homeserver.api.client.receipts import ReceiptsApi  # typing, receipts, presence
+from homeserver.api.client.receipts import ReceiptsApi  # typing, receipts, presence (issue 7)
 from homeserver.api.client.register import RegisterApi
-from homeserver.api.client.registration_lock import RegistrationLockApi  # registration lock
+from homeserver.api.client.registration_lock import RegistrationLockApi  # issue 5
 from homeserver.api.client.relations import RelationsApi  # relations and threads
 from homeserver.api.client.reporting import ReportingApi
-from homeserver.api.client.room_keys import RoomKeysApi  # e2ee
-from homeserver.api.client.room_upgrade import RoomUpgradeApi  # room upgrades
-from homeserver.api.client.rooms import RoomsApi, SendEventEndpoint  # rooms
+from homeserver.api.client.room_keys import RoomKeysApi  # e2ee (issue 8)
+from homeserver.api.client.room_upgrade import RoomUpgradeApi  # room upgrades (issue 6)
+from homeserver.api.client.rooms import RoomsApi, SendEventEndpoint  # rooms (issue 6)
 from homeserver.api.client.search import SearchApi
 from homeserver.api.client.space_hierarchy import SpaceHierarchyApi
-from homeserver.api.client.sync import SyncEndpoint
+from homeserver.api.client.sync import PeekApi, SyncEndpoint
 from homeserver.api.client.tags import TagsApi
-from homeserver.api.client.to_device import ToDeviceApi  # e2ee
-from homeserver.api.client.typing import TypingApi  # typing, receipts, presence
+from homeserver.api.client.to_device import ToDeviceApi  # e2ee (issue 8)
+from homeserver.api.client.typing import TypingApi  # typing, receipts, presence (issue 7)
 from homeserver.api.client.user_directory import UserDirectoryApi
 from homeserver.api.client.versions import VersionsApi
-from homeserver.api.client.well_known import WellKnownApi  # registration lock
+from homeserver.api.client.well_known import WellKnownApi  # registration lock (issue 5)
 from homeserver.api.federation._auth import FederationAuthenticator  # federation: keys
 from homeserver.api.federation.invites import InvitesApi  # federation: remote joins, invites
 from homeserver.api.federation.keys import ServerKeysApi  # federation: keys
@@ -81,7 +81,7 @@ from homeserver.api.federation.query import FederationQueryApi
 from homeserver.api.federation.room_graph import RoomGraphApi  # federation: inbound
 from homeserver.api.federation.transactions import TransactionsApi  # federation: inbound
 from homeserver.api.federation.version import FederationVersionApi  # federation: keys
-from homeserver.api.media import DownloadApi, ThumbnailApi, UploadApi  # media
+from homeserver.api.media import DownloadApi, ThumbnailApi, UploadApi  # media (issue 9)
 from homeserver.api.metrics import HttpMetrics
 from homeserver.api.ops import HealthApi, MetricsApi
 from homeserver.api.raw import RawEndpoint, RawRoutes
@@ -93,12 +93,12 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import AnnouncingDeviceStore, DeviceListAnnouncer
 from homeserver.services.devices import DeviceService
-from homeserver.services.directory import (  # room directory
+from homeserver.services.directory import (  # room directory (issue 6)
     DirectoryService,
     RemoteDirectory,
 )
-from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee
-from homeserver.services.events import EventCreationService  # rooms
+from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee (issue 8)
+from homeserver.services.events import EventCreationService  # rooms (issue 6)
 from homeserver.services.federation_directory import FederatedDirectory
 from homeserver.services.federation_inbound import (  # federation: inbound
     EduRegistry,
@@ -114,28 +114,29 @@ from homeserver.services.federation_profiles import FederatedProfiles  # federat
 from homeserver.services.federation_remote_graph import ClientRoomGraph  # federation: inbound
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.federation_sender import FederationSender  # federation: sender
-from homeserver.services.filters import FilterService  # sync and filters
+from homeserver.services.filters import FilterService  # sync and filters (issue 7)
 from homeserver.services.health import HealthService
 from homeserver.services.ignored_users import IgnoredUsers
-from homeserver.services.key_backup import KeyBackupService  # e2ee
-from homeserver.services.keys import KeyService  # e2ee
-from homeserver.services.media import MediaService  # media
-from homeserver.services.media_blobs import BlobLocks  # media
-from homeserver.services.media_retention import MediaRetention  # media
+from homeserver.services.key_backup import KeyBackupService  # e2ee (issue 8)
+from homeserver.services.keys import KeyService  # e2ee (issue 8)
+from homeserver.services.media import MediaService  # media (issue 9)
+from homeserver.services.media_blobs import BlobLocks  # media (issue 9)
+from homeserver.services.media_retention import MediaRetention  # media (issue 9)
 from homeserver.services.notification_counts import NotificationCounts
 from homeserver.services.notifier import InProcessNotifier, Notifier
 from homeserver.services.openid import OpenIdService
 from homeserver.services.otp import PhoneVerificationService
 from homeserver.services.passwords import PasswordHasher
-from homeserver.services.presence import PresenceService  # typing, receipts, presence
+from homeserver.services.peeking import PeekService
+from homeserver.services.presence import PresenceService  # typing, receipts, presence (issue 7)
 from homeserver.services.profile import ProfileService
-from homeserver.services.profile_propagation import ProfilePropagator  # rooms access
+from homeserver.services.profile_propagation import ProfilePropagator  # rooms access (issue 6)
 from homeserver.services.push_rules import PushRulesService
 from homeserver.services.push_ruleset import PUSH_RULES_TYPE
 from homeserver.services.ratelimit import RateLimiter
-from homeserver.services.receipts import ReceiptsService  # typing, receipts, presence
+from homeserver.services.receipts import ReceiptsService  # typing, receipts, presence (issue 7)
 from homeserver.services.registration import RegistrationService
-from homeserver.services.registration_lock import RegistrationLockService  # registration lock
+from homeserver.services.registration_lock import RegistrationLockService  # issue 5
 from homeserver.services.relations import RelationsService  # relations and threads
 from homeserver.services.reporting import ReportingService
 from homeserver.services.room_upgrade import (  # room upgrades
@@ -143,25 +144,25 @@ from homeserver.services.room_upgrade import (  # room upgrades
     UserSettingsCarrier,
     check_tombstone,
 )
-from homeserver.services.rooms import RoomAliases, RoomService  # rooms
+from homeserver.services.rooms import RoomAliases, RoomService  # rooms (issue 6)
 from homeserver.services.search import SearchService
 from homeserver.services.server_keys import ServerKeys, ServerPolicy  # federation: keys
-from homeserver.services.shared_secret_registration import SharedSecretRegistration
+from homeserver.services.shared_secret_registration import SharedSecretRegistration  # issue 5
 from homeserver.services.sms import FileSmsSender, HttpSmsSender, LogSmsSender, SmsSender
 from homeserver.services.space_hierarchy import SpaceHierarchyService
 from homeserver.services.sync import SyncService
-from homeserver.services.thumbnails import ThumbnailService  # media
-from homeserver.services.to_device import ToDeviceService  # e2ee
-from homeserver.services.typing import TypingService  # typing, receipts, presence
+from homeserver.services.thumbnails import ThumbnailService  # media (issue 9)
+from homeserver.services.to_device import ToDeviceService  # e2ee (issue 8)
+from homeserver.services.typing import TypingService  # typing, receipts, presence (issue 7)
 from homeserver.services.uia import MSISDN, PASSWORD, UiaService  # MSISDN, PASSWORD: e2ee
 from homeserver.services.user_directory import UserDirectoryService
-from homeserver.services.visibility import HistoryVisibility  # rooms access
+from homeserver.services.visibility import HistoryVisibility  # rooms access (issue 6)
 from homeserver.storage import Database, Stores, migrate, open_stores
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.federation_events import FederationEventStore  # federation: inbound
 from homeserver.storage.federation_queue import FederationQueueStore  # federation: sender
-from homeserver.storage.media_files import LocalFileStore  # media
+from homeserver.storage.media_files import LocalFileStore  # media (issue 9)
 from homeserver.storage.server_keys import ServerKeyStore  # federation: keys
 from homeserver.streams import StreamName, StreamToken  # the r0 API
 
@@ -212,7 +213,7 @@ def _hypercorn_config(cfg: Config, listener: ListenerConfig) -> HypercornConfig:
     return hc
 
 
-# --- accounts: registration, login, tokens, UIA, phone verification ------------------------------
+# --- accounts (issue 5): registration, login, tokens, UIA, phone verification --------------------
 
 
 @dataclass(frozen=True)
@@ -357,7 +358,7 @@ async def register_user(cfg: Config, username: str, password: str, *, admin: boo
                 await accounts.http.aclose()
 
 
-# --- account surface ----------------------------------------------------------------------------
+# --- account surface (issue 5) ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -410,7 +411,7 @@ def _account_surface(
     return _AccountSurface(profile, apis)
 
 
-# --- rooms --------------------------------------------------------------------------------------
+# --- rooms (issue 6) ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -484,7 +485,7 @@ def _rooms(
 # --- end rooms ----------------------------------------------------------------------------------
 
 
-# --- media ---------------------------------------------------------------------------------------
+# --- media (issue 9) -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -518,10 +519,10 @@ def _media(cfg: Config, stores: Stores, clock: Clock) -> _Media:
     return _Media(apis, retention)
 
 
-# --- end media -----------------------------------------------------------------------------------
+# --- end media (issue 9) -------------------------------------------------------------------------
 
 
-# --- e2ee ----------------------------------------------------------------------------------------
+# --- e2ee (issue 8) ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -563,10 +564,10 @@ def _e2ee(cfg: Config, stores: Stores, clock: Clock, uia: UiaService, notifier: 
     return _E2ee(keys, to_device, E2eeSyncSource(keys, to_device), apis)
 
 
-# --- end e2ee ------------------------------------------------------------------------------------
+# --- end e2ee (issue 8) --------------------------------------------------------------------------
 
 
-# --- sync and filters ----------------------------------------------------------------------------
+# --- sync and filters (issue 7) ------------------------------------------------------------------
 
 
 def _filter_apis(cfg: Config, stores: Stores) -> list[object]:
@@ -601,6 +602,7 @@ def _sync_endpoint(
     )
     live.receipts.add_read_listener(counts.on_read)
     push_rules_changed.append(counts.rules_changed)
+    peeks = PeekService(rooms.service.resolve_room, rooms.visibility, stores.streams, notifier)
     sync = SyncService(
         stores.sync,
         stores.events,
@@ -616,14 +618,15 @@ def _sync_endpoint(
         counts=counts,
         ignored=live.ignored,
         unsigned=rooms.relations,  # bundled aggregations, redacted_because
+        peeks=peeks,
     )
-    return SyncEndpoint(sync, FilterService(stores.filters))
+    return SyncEndpoint(sync, FilterService(stores.filters), [PeekApi(peeks)])
 
 
-# --- end sync and filters ------------------------------------------------------------------------
+# --- end sync and filters (issue 7) --------------------------------------------------------------
 
 
-# --- typing, receipts, presence ------------------------------------------------------------------
+# --- typing, receipts, presence (issue 7) --------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -675,10 +678,10 @@ async def _run_live_layer(
         task_status.started()
 
 
-# --- end typing, receipts, presence --------------------------------------------------------------
+# --- end typing, receipts, presence (issue 7) ----------------------------------------------------
 
 
-# --- room directory and upgrades -----------------------------------------------------------------
+# --- room directory and upgrades (issue 6) -------------------------------------------------------
 
 
 def _room_directory(
@@ -732,10 +735,10 @@ def _room_directory_apis(
     }
 
 
-# --- end room directory and upgrades -------------------------------------------------------------
+# --- end room directory and upgrades (issue 6) ---------------------------------------------------
 
 
-# --- registration lock ---------------------------------------------------------------------------
+# --- registration lock (issue 5) -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -774,7 +777,7 @@ def _registration_lock(
     return _RegistrationLock(apis, {"org.example.reglock": cfg.registration_lock.enabled})
 
 
-# --- end registration lock -----------------------------------------------------------------------
+# --- end registration lock (issue 5) -------------------------------------------------------------
 
 
 # --- the r0 API: the event stream (r0 paths are rewritten by LegacyPrefix) ----------------------
@@ -1117,7 +1120,7 @@ async def serve_homeserver(
             stores.e2ee_keys.users_sharing_room, stores.streams, notifier
         )
         stores = dataclasses.replace(stores, devices=AnnouncingDeviceStore(db, announcer))
-        live = _live_layer(cfg, stores, clock, notifier)  # typing, receipts, presence
+        live = _live_layer(cfg, stores, clock, notifier)  # typing, receipts, presence (issue 7)
         accounts = _accounts(cfg, stores, clock, rate_limiter)
         gate = RequestGate(accounts.auth, rate_limiter, on_activity=live.presence.on_activity)
         account_surface = _account_surface(
@@ -1149,11 +1152,11 @@ async def serve_homeserver(
             notifier,
             lambda user_id: _call_each(push_rules_changed, user_id),
         )
-        media = _media(cfg, stores, clock)  # wiring: media
-        e2ee = _e2ee(cfg, stores, clock, accounts.uia, notifier)  # wiring: e2ee
+        media = _media(cfg, stores, clock)  # wiring: media (issue 9)
+        e2ee = _e2ee(cfg, stores, clock, accounts.uia, notifier)  # wiring: e2ee (issue 8)
         announcer.add_deletion_listener(e2ee.keys.devices_deleted)
         announcer.add_deletion_listener(accounts.auth.devices_deleted)
-        filter_apis = _filter_apis(cfg, stores)  # sync and filters
+        filter_apis = _filter_apis(cfg, stores)  # sync and filters (issue 7)
         sync_endpoint = _sync_endpoint(
             stores,
             clock,
@@ -1201,15 +1204,16 @@ async def serve_homeserver(
 
         apis: dict[str, list[object]] = {
             "client": [
-                VersionsApi(registration_lock.unstable_features),  # registration lock
-                *registration_lock.apis,  # registration lock
+                VersionsApi(registration_lock.unstable_features),  # registration lock (issue 5)
+                *registration_lock.apis,  # registration lock (issue 5)
                 *accounts.apis,
                 *account_surface.apis["client"],
-                *rooms.apis,  # rooms
-                *e2ee.apis,  # e2ee
-                *directory_apis["client"],  # room directory and upgrades
-                *filter_apis,  # sync and filters
-                *live.apis,  # typing, receipts, presence
+                *rooms.apis,  # rooms (issue 6)
+                *e2ee.apis,  # e2ee (issue 8)
+                *directory_apis["client"],  # room directory and upgrades (issue 6)
+                *filter_apis,  # sync and filters (issue 7)
+                *sync_endpoint.apis,  # peeking (MSC2753)
+                *live.apis,  # typing, receipts, presence (issue 7)
                 *_search_apis(cfg, stores, rooms),
                 *_reporting_apis(cfg, stores, clock, rooms),
                 *_space_hierarchy_apis(stores),
@@ -1233,7 +1237,7 @@ async def serve_homeserver(
                     max_body_bytes=cfg.limits.max_request_body_bytes,
                 ),
             ],
-            "media": [*media.apis],  # media
+            "media": [*media.apis],  # media (issue 9)
             "health": [HealthApi(health)],
             "metrics": [MetricsApi(metrics)],
         }
@@ -1243,8 +1247,8 @@ async def serve_homeserver(
             await background.start(_run_federation_keys, federation_keys)  # federation: keys
             if cfg.federation.enabled:  # federation: outbound sender
                 await background.start(federation_sender.run)
-            await background.start(media.retention.run)  # media
-            await background.start(_run_live_layer, live)  # typing, receipts, presence
+            await background.start(media.retention.run)  # media (issue 9)
+            await background.start(_run_live_layer, live)  # typing, receipts, presence (issue 7)
             await background.start(rooms.profile_propagator.run)
             bound: list[Bound] = []
             async with trio.open_nursery() as servers:

@@ -8,14 +8,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
+from homeserver.api._http import JsonDict, route
+from homeserver.api.client._body import optional_json_body
 from homeserver.api.raw import RawRequest
 from homeserver.errors import InvalidParam
 from homeserver.services.filtering import SyncFilter
+from homeserver.services.peeking import PeekService
+from homeserver.services.receipts import check_room_id
+from homeserver.services.requester import Requester
 from homeserver.services.sync import SyncRequest, SyncService, parse_since
 
-__all__ = ["SyncEndpoint"]
+__all__ = ["PeekApi", "SyncEndpoint"]
 
 _PRESENCE_STATES = frozenset({"online", "offline", "unavailable"})
+#: The peek endpoints take an empty object.
+_PEEK_BODY_BYTES = 4096
 
 
 class FilterResolver(Protocol):
@@ -65,9 +72,13 @@ class SyncEndpoint:
     rate_limit: str | None = None
     json_body_limit = 0
 
-    def __init__(self, sync: SyncService, filters: FilterResolver) -> None:
+    def __init__(
+        self, sync: SyncService, filters: FilterResolver, apis: list[object] | None = None
+    ) -> None:
         self._sync = sync
         self._filters = filters
+        #: the framework routes that go with ``/sync`` (peeking), for the app to register
+        self.apis: list[object] = apis or []
 
     async def __call__(self, request: RawRequest) -> dict[str, Any]:
         query = request.query
@@ -91,3 +102,55 @@ class SyncEndpoint:
                 until_disconnect=request.until_disconnect,
             )
         )
+
+
+class PeekApi:
+    """``POST /peek/{roomIdOrAlias}`` and ``POST /unpeek/{roomId}`` (MSC2753, unstable).
+
+    Args:
+        peeks: the peek service.
+    """
+
+    def __init__(self, peeks: PeekService) -> None:
+        self._peeks = peeks
+
+    @route(
+        "POST",
+        "/_matrix/client/v3/peek/{room_id_or_alias}",
+        auth="user",
+        rate_limit="client_default",
+    )
+    async def peek(self, requester: Requester, room_id_or_alias: str) -> JsonDict:
+        """POST /_matrix/client/v3/peek/{roomIdOrAlias}.
+
+        Not in Matrix v1.19: MSC2753 ("Peeking via /sync"). "Start peeking into a room. The
+        room will appear in the ``peek`` section of ``/sync`` for this device." Only
+        world-readable rooms (``403 M_FORBIDDEN``); unknown rooms and aliases are ``404``.
+        Answers ``{"room_id": ...}``.
+        """
+        await optional_json_body(_PEEK_BODY_BYTES)
+        device_id = _device_of(requester)
+        room_id = await self._peeks.peek(requester.user_id, device_id, room_id_or_alias)
+        return {"room_id": room_id}
+
+    @route(
+        "POST",
+        "/_matrix/client/v3/unpeek/{room_id}",
+        auth="user",
+        rate_limit="client_default",
+    )
+    async def unpeek(self, requester: Requester, room_id: str) -> JsonDict:
+        """POST /_matrix/client/v3/unpeek/{roomId}.
+
+        Not in Matrix v1.19: MSC2753. "Stop peeking into a room." Not peeking is not an error.
+        """
+        await optional_json_body(_PEEK_BODY_BYTES)
+        check_room_id(room_id)
+        self._peeks.unpeek(requester.user_id, _device_of(requester), room_id)
+        return {}
+
+
+def _device_of(requester: Requester) -> str:
+    if requester.device_id is None:
+        raise InvalidParam("Peeks belong to a device; this access token has none")
+    return requester.device_id
