@@ -42,7 +42,14 @@ from homeserver.services.auth import AuthService, Session
 from homeserver.services.otp import ThreepidInUse
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.profile import MAX_PROFILE_BYTES
-from homeserver.services.uia import DUMMY, MSISDN, REGISTRATION_TOKEN, UiaResult, UiaService
+from homeserver.services.uia import (
+    DUMMY,
+    MSISDN,
+    REGISTRATION_TOKEN,
+    UiaRequired,
+    UiaResult,
+    UiaService,
+)
 from homeserver.storage.profile import NoSuchUserError, ProfileStore
 from homeserver.storage.registration_tokens import (
     RegistrationTokenExists,
@@ -238,7 +245,6 @@ class RegistrationService:
         }
         if req.password is not None:
             check_password_strength(req.password, self._min_password)
-            given["password_hash"] = await self._hasher.hash(req.password)
         if req.guest_access_token is not None:
             given["guest_user_id"] = await self._guest_to_upgrade(
                 req.guest_access_token, req.username, client_ip=client_ip
@@ -258,15 +264,26 @@ class RegistrationService:
         guest_user_id = params.get("guest_user_id")
         if guest_user_id is None and username is not None:
             await self.check_available(username)
-        proof = await self._uia.check(
-            requester=None,
-            body=body,
-            request_key=request_key,
-            flows=self.flows(),
-            description="register a new account",
-            session=session,
-        )
-        password_hash = params.get("password_hash")
+        try:
+            proof = await self._uia.check(
+                requester=None,
+                body=body,
+                request_key=request_key,
+                flows=self.flows(),
+                description="register a new account",
+                session=session,
+            )
+        except UiaRequired:
+            # the client need not send the password again: the session keeps its hash (hashed
+            # once per session, as Synapse: argon2 is what an unauthenticated request costs)
+            if req.password is not None and "password_hash" not in params:
+                password = await self._hasher.hash(req.password)
+                await self._uia.remember(session, {"password_hash": password})
+            raise
+        if req.password is not None:
+            password_hash: str | None = await self._hasher.hash(req.password)
+        else:
+            password_hash = params.get("password_hash")
         if guest_user_id is not None:
             user_id = guest_user_id
             if not await self._users.upgrade_guest(user_id, password_hash):

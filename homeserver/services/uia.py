@@ -258,6 +258,13 @@ class UiaService:
         completed = {name: json.loads(result) for name, result in row.stages}
         return UiaSession(session_id, merged, outcome, completed)
 
+    async def remember(self, session: UiaSession, params: Mapping[str, Any]) -> None:
+        """Add ``params`` to what the session remembers of its requests."""
+        merged = {**session.params, **params}
+        await self._store.set_data(
+            session.session_id, _dumps({"params": merged}), now=self._clock.time_ms()
+        )
+
     async def settle(self, session: UiaSession, outcome: Mapping[str, Any]) -> None:
         """Record what the operation of a completed session produced.
 
