@@ -82,7 +82,13 @@ from homeserver.services.notifier import Notifier
 from homeserver.storage.events import EventStore, RoomRow
 from homeserver.storage.federation_events import FederationEventStore, RemoteEvent
 
-__all__ = ["SUPPORTED_ROOM_VERSIONS", "RemoteMemberships", "checked_pdu"]
+__all__ = [
+    "SUPPORTED_ROOM_VERSIONS",
+    "RemoteMemberships",
+    "auth_ids_of",
+    "check_against_own_auth",
+    "checked_pdu",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +134,8 @@ async def checked_pdu(
     return event
 
 
-def _auth_ids(event: Event) -> list[str]:
+def auth_ids_of(event: Event) -> list[str]:
+    """The event's auth event IDs (v12: with the create event, which is implied)."""
     ids = list(dict.fromkeys(event.auth_event_ids))
     version = event.room_version
     if not version.create_event_in_auth_events and event.type != "m.room.create":
@@ -138,7 +145,12 @@ def _auth_ids(event: Event) -> list[str]:
     return ids
 
 
-def _check_against_own_auth(event: Event, auth_by_id: Mapping[str, Event]) -> None:
+def check_against_own_auth(event: Event, auth_by_id: Mapping[str, Event]) -> None:
+    """The auth rules with the event's own auth events as the state (check 4 on receipt).
+
+    Raises:
+        AuthError: they do not allow it.
+    """
     version = event.room_version
     check_state_independent_auth_rules(version, event, auth_by_id)
     auth_state: dict[StateKey, Event] = {}
@@ -361,13 +373,13 @@ class RemoteMemberships:
         accepted: dict[str, Event] = {}
         rejected: dict[str, str] = {}
         for event in sorted(by_id.values(), key=lambda e: (e.depth, e.event_id)):
-            auth_ids = [] if event.type == "m.room.create" else _auth_ids(event)
+            auth_ids = [] if event.type == "m.room.create" else auth_ids_of(event)
             missing = [a for a in auth_ids if a not in accepted]
             if missing:
                 rejected[event.event_id] = f"auth events not known or rejected: {missing[:3]}"
                 continue
             try:
-                _check_against_own_auth(event, {a: accepted[a] for a in auth_ids})
+                check_against_own_auth(event, {a: accepted[a] for a in auth_ids})
             except AuthError as e:
                 rejected[event.event_id] = f"auth events: {e}"
                 continue

@@ -106,6 +106,14 @@ class UnsignedSource(Protocol):
     ) -> dict[str, dict[str, Any]]: ...
 
 
+class Backfill(Protocol):
+    """Older history of a room from other servers (``services/federation_backfill.py``)."""
+
+    async def backfill(self, room_id: str, limit: int) -> int:
+        """Fetch up to ``limit`` events older than the room's oldest here; how many came."""
+        ...
+
+
 class IgnoredSource(Protocol):
     """Who a user ignores (``m.ignored_user_list``)."""
 
@@ -127,11 +135,17 @@ class RoomHistory:
         self._clock = clock
         self._unsigned: UnsignedSource | None = None
         self._ignored: IgnoredSource | None = None
+        self._backfill: Backfill | None = None
 
     def use_ignored_users(self, ignored: IgnoredSource) -> None:
         """Leave ignored users' non-state events out of pages (ignore_users.md; as Synapse,
         which filters them from every event read). Wired in ``app.py``."""
         self._ignored = ignored
+
+    def use_backfill(self, backfill: Backfill) -> None:
+        """Fetch history from before this server joined a room from the other servers in it
+        when ``/messages`` pages past the oldest event here (wired in ``app.py``)."""
+        self._backfill = backfill
 
     def use_unsigned_source(self, source: UnsignedSource) -> None:
         """Add ``source``'s extras to ``unsigned`` of every event served (wired in ``app.py``)."""
@@ -218,7 +232,6 @@ class RoomHistory:
                 if extra:
                     event["unsigned"].update(extra)
         return out
-
 
     async def get_event(self, requester: Requester, room_id: str, event_id: str) -> dict[str, Any]:
         """One event the user may see.
@@ -415,6 +428,10 @@ class RoomHistory:
         if event_filter is not None and not event_filter.includes_room(room_id):
             return MessagesPage([], from_token or _pos_token(start), None)
         page = await self._events.paginate(room_id, start, direction, limit)
+        if direction == "b" and len(page) < limit and self._backfill is not None:
+            # the oldest event here is reached: older history may be on other servers
+            if await self._backfill.backfill(room_id, limit - len(page)):
+                page = await self._events.paginate(room_id, start, direction, limit)
         if stop is not None:
             if direction == "b":
                 page = [e for e in page if (e.depth, e.stream_ordering) > stop]
