@@ -34,44 +34,48 @@ from hypercorn.config import Config as HypercornConfig
 from federation.client import FederationClient, FederationTransport  # federation: keys
 from federation.core.signing import SigningKey
 from homeserver.api._http import ObservedApp, RequestGate, build_asgi_app
-from homeserver.api.admin.media import MediaAdminApi  # media (issue 9)
-from homeserver.api.admin.register import SharedSecretRegisterApi  # registration lock (issue 5)
+from homeserver.api.admin.media import MediaAdminApi  # media
+from homeserver.api.admin.register import SharedSecretRegisterApi  # registration lock
 from homeserver.api.admin.registration_tokens import RegistrationTokensAdminApi
 from homeserver.api.client.account import AccountApi
 from homeserver.api.client.account_data import AccountDataApi
 from homeserver.api.client.capabilities import CapabilitiesApi
 from homeserver.api.client.devices import DevicesApi
-from homeserver.api.client.directory import DirectoryApi  # room directory (issue 6)
-from homeserver.api.client.filter import FilterApi  # sync and filters (issue 7)
-from homeserver.api.client.keys import KeysApi  # e2ee (issue 8)
+from homeserver.api.client.directory import DirectoryApi  # room directory
+from homeserver.api.client.filter import FilterApi  # sync and filters
+from homeserver.api.client.keys import KeysApi  # e2ee
 from homeserver.api.client.legacy import (  # the r0 API
     EventStreamEndpoint,
+    InitialSyncEndpoint,
     LegacyEventApi,
     LegacyPrefix,
     LegacySendApi,
+    RoomInitialSyncApi,
 )
 from homeserver.api.client.login import LoginApi
 from homeserver.api.client.openid import OpenIdApi
-from homeserver.api.client.presence import PresenceApi  # typing, receipts, presence (issue 7)
+from homeserver.api.client.presence import PresenceApi  # typing, receipts, presence
 from homeserver.api.client.profile import ProfileApi
+from homeserver.api.client.notifications import NotificationsApi  # pushers
 from homeserver.api.client.push_rules import PushRulesApi
-from homeserver.api.client.receipts import ReceiptsApi  # typing, receipts, presence (issue 7)
+from homeserver.api.client.pushers import PushersApi  # pushers
+from homeserver.api.client.receipts import ReceiptsApi  # typing, receipts, presence
 from homeserver.api.client.register import RegisterApi
-from homeserver.api.client.registration_lock import RegistrationLockApi  # issue 5
+from homeserver.api.client.registration_lock import RegistrationLockApi  # registration lock
 from homeserver.api.client.relations import RelationsApi  # relations and threads
 from homeserver.api.client.reporting import ReportingApi
-from homeserver.api.client.room_keys import RoomKeysApi  # e2ee (issue 8)
-from homeserver.api.client.room_upgrade import RoomUpgradeApi  # room upgrades (issue 6)
-from homeserver.api.client.rooms import RoomsApi, SendEventEndpoint  # rooms (issue 6)
+from homeserver.api.client.room_keys import RoomKeysApi  # e2ee
+from homeserver.api.client.room_upgrade import RoomUpgradeApi  # room upgrades
+from homeserver.api.client.rooms import RoomsApi, SendEventEndpoint  # rooms
 from homeserver.api.client.search import SearchApi
 from homeserver.api.client.space_hierarchy import SpaceHierarchyApi
 from homeserver.api.client.sync import PeekApi, SyncEndpoint
 from homeserver.api.client.tags import TagsApi
-from homeserver.api.client.to_device import ToDeviceApi  # e2ee (issue 8)
-from homeserver.api.client.typing import TypingApi  # typing, receipts, presence (issue 7)
+from homeserver.api.client.to_device import ToDeviceApi  # e2ee
+from homeserver.api.client.typing import TypingApi  # typing, receipts, presence
 from homeserver.api.client.user_directory import UserDirectoryApi
 from homeserver.api.client.versions import VersionsApi
-from homeserver.api.client.well_known import WellKnownApi  # registration lock (issue 5)
+from homeserver.api.client.well_known import WellKnownApi  # registration lock
 from homeserver.api.federation._auth import FederationAuthenticator  # federation: keys
 from homeserver.api.federation.invites import InvitesApi  # federation: remote joins, invites
 from homeserver.api.federation.keys import ServerKeysApi  # federation: keys
@@ -81,7 +85,7 @@ from homeserver.api.federation.query import FederationQueryApi
 from homeserver.api.federation.room_graph import RoomGraphApi  # federation: inbound
 from homeserver.api.federation.transactions import TransactionsApi  # federation: inbound
 from homeserver.api.federation.version import FederationVersionApi  # federation: keys
-from homeserver.api.media import DownloadApi, ThumbnailApi, UploadApi  # media (issue 9)
+from homeserver.api.media import DownloadApi, ThumbnailApi, UploadApi  # media
 from homeserver.api.metrics import HttpMetrics
 from homeserver.api.ops import HealthApi, MetricsApi
 from homeserver.api.raw import RawEndpoint, RawRoutes
@@ -93,13 +97,15 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import AnnouncingDeviceStore, DeviceListAnnouncer
 from homeserver.services.devices import DeviceService
-from homeserver.services.directory import (  # room directory (issue 6)
+from homeserver.services.directory import (  # room directory
     DirectoryService,
     RemoteDirectory,
 )
-from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee (issue 8)
-from homeserver.services.events import EventCreationService  # rooms (issue 6)
+from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee
+from homeserver.services.events import EventCreationService  # rooms
+from homeserver.services.federation_backfill import Backfiller  # federation: backfill
 from homeserver.services.federation_directory import FederatedDirectory
+from homeserver.services.federation_edus import FederationEdus  # federation: EDUs and devices
 from homeserver.services.federation_inbound import (  # federation: inbound
     EduRegistry,
     FederationInbound,
@@ -114,29 +120,35 @@ from homeserver.services.federation_profiles import FederatedProfiles  # federat
 from homeserver.services.federation_remote_graph import ClientRoomGraph  # federation: inbound
 from homeserver.services.federation_room_graph import RoomGraphService  # federation: inbound
 from homeserver.services.federation_sender import FederationSender  # federation: sender
-from homeserver.services.filters import FilterService  # sync and filters (issue 7)
+from homeserver.services.filters import FilterService  # sync and filters
 from homeserver.services.health import HealthService
 from homeserver.services.ignored_users import IgnoredUsers
-from homeserver.services.key_backup import KeyBackupService  # e2ee (issue 8)
-from homeserver.services.keys import KeyService  # e2ee (issue 8)
-from homeserver.services.media import MediaService  # media (issue 9)
-from homeserver.services.media_blobs import BlobLocks  # media (issue 9)
-from homeserver.services.media_retention import MediaRetention  # media (issue 9)
+from homeserver.services.key_backup import KeyBackupService  # e2ee
+from homeserver.services.keys import KeyService  # e2ee
+from homeserver.services.media import MediaService  # media
+from homeserver.services.media_blobs import BlobLocks  # media
+from homeserver.services.media_retention import MediaRetention  # media
 from homeserver.services.notification_counts import NotificationCounts
 from homeserver.services.notifier import InProcessNotifier, Notifier
 from homeserver.services.openid import OpenIdService
 from homeserver.services.otp import PhoneVerificationService
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.peeking import PeekService
-from homeserver.services.presence import PresenceService  # typing, receipts, presence (issue 7)
+from homeserver.services.presence import PresenceService  # typing, receipts, presence
 from homeserver.services.profile import ProfileService
-from homeserver.services.profile_propagation import ProfilePropagator  # rooms access (issue 6)
+from homeserver.services.profile_propagation import ProfilePropagator  # rooms access
 from homeserver.services.push_rules import PushRulesService
+from homeserver.services.push_sender import (  # pushers
+    HttpPushGateway,
+    PushSender,
+    PushSettings,
+)
 from homeserver.services.push_ruleset import PUSH_RULES_TYPE
+from homeserver.services.pushers import PusherService  # pushers
 from homeserver.services.ratelimit import RateLimiter
-from homeserver.services.receipts import ReceiptsService  # typing, receipts, presence (issue 7)
+from homeserver.services.receipts import ReceiptsService  # typing, receipts, presence
 from homeserver.services.registration import RegistrationService
-from homeserver.services.registration_lock import RegistrationLockService  # issue 5
+from homeserver.services.registration_lock import RegistrationLockService  # registration lock
 from homeserver.services.relations import RelationsService  # relations and threads
 from homeserver.services.reporting import ReportingService
 from homeserver.services.room_upgrade import (  # room upgrades
@@ -144,25 +156,26 @@ from homeserver.services.room_upgrade import (  # room upgrades
     UserSettingsCarrier,
     check_tombstone,
 )
-from homeserver.services.rooms import RoomAliases, RoomService  # rooms (issue 6)
+from homeserver.services.rooms import RoomAliases, RoomService  # rooms
 from homeserver.services.search import SearchService
 from homeserver.services.server_keys import ServerKeys, ServerPolicy  # federation: keys
-from homeserver.services.shared_secret_registration import SharedSecretRegistration  # issue 5
+from homeserver.services.shared_secret_registration import SharedSecretRegistration
 from homeserver.services.sms import FileSmsSender, HttpSmsSender, LogSmsSender, SmsSender
 from homeserver.services.space_hierarchy import SpaceHierarchyService
 from homeserver.services.sync import SyncService
-from homeserver.services.thumbnails import ThumbnailService  # media (issue 9)
-from homeserver.services.to_device import ToDeviceService  # e2ee (issue 8)
-from homeserver.services.typing import TypingService  # typing, receipts, presence (issue 7)
+from homeserver.services.thumbnails import ThumbnailService  # media
+from homeserver.services.to_device import ToDeviceService  # e2ee
+from homeserver.services.typing import TypingService  # typing, receipts, presence
 from homeserver.services.uia import MSISDN, PASSWORD, UiaService  # MSISDN, PASSWORD: e2ee
 from homeserver.services.user_directory import UserDirectoryService
-from homeserver.services.visibility import HistoryVisibility  # rooms access (issue 6)
+from homeserver.services.visibility import HistoryVisibility  # rooms access
 from homeserver.storage import Database, Stores, migrate, open_stores
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.federation_events import FederationEventStore  # federation: inbound
 from homeserver.storage.federation_queue import FederationQueueStore  # federation: sender
-from homeserver.storage.media_files import LocalFileStore  # media (issue 9)
+from homeserver.storage.pushers import PusherStore  # pushers
+from homeserver.storage.media_files import LocalFileStore  # media
 from homeserver.storage.server_keys import ServerKeyStore  # federation: keys
 from homeserver.streams import StreamName, StreamToken  # the r0 API
 
@@ -213,7 +226,7 @@ def _hypercorn_config(cfg: Config, listener: ListenerConfig) -> HypercornConfig:
     return hc
 
 
-# --- accounts (issue 5): registration, login, tokens, UIA, phone verification --------------------
+# --- accounts: registration, login, tokens, UIA, phone verification ------------------------------
 
 
 @dataclass(frozen=True)
@@ -358,7 +371,7 @@ async def register_user(cfg: Config, username: str, password: str, *, admin: boo
                 await accounts.http.aclose()
 
 
-# --- account surface (issue 5) ------------------------------------------------------------------
+# --- account surface ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -411,7 +424,7 @@ def _account_surface(
     return _AccountSurface(profile, apis)
 
 
-# --- rooms (issue 6) ----------------------------------------------------------------------------
+# --- rooms --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -476,6 +489,7 @@ def _rooms(
             RelationsApi(relations),
             LegacySendApi(rooms, cfg.limits.max_request_body_bytes),  # the r0 API
             LegacyEventApi(rooms),  # the r0 API
+            RoomInitialSyncApi(rooms),  # the r0 API
         ],
         [SendEventEndpoint(rooms, cfg.limits.max_request_body_bytes)],
         relations,
@@ -485,7 +499,7 @@ def _rooms(
 # --- end rooms ----------------------------------------------------------------------------------
 
 
-# --- media (issue 9) -----------------------------------------------------------------------------
+# --- media ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -519,10 +533,10 @@ def _media(cfg: Config, stores: Stores, clock: Clock) -> _Media:
     return _Media(apis, retention)
 
 
-# --- end media (issue 9) -------------------------------------------------------------------------
+# --- end media -----------------------------------------------------------------------------------
 
 
-# --- e2ee (issue 8) ------------------------------------------------------------------------------
+# --- e2ee ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -564,10 +578,10 @@ def _e2ee(cfg: Config, stores: Stores, clock: Clock, uia: UiaService, notifier: 
     return _E2ee(keys, to_device, E2eeSyncSource(keys, to_device), apis)
 
 
-# --- end e2ee (issue 8) --------------------------------------------------------------------------
+# --- end e2ee ------------------------------------------------------------------------------------
 
 
-# --- sync and filters (issue 7) ------------------------------------------------------------------
+# --- sync and filters ----------------------------------------------------------------------------
 
 
 def _filter_apis(cfg: Config, stores: Stores) -> list[object]:
@@ -623,10 +637,10 @@ def _sync_endpoint(
     return SyncEndpoint(sync, FilterService(stores.filters), [PeekApi(peeks)])
 
 
-# --- end sync and filters (issue 7) --------------------------------------------------------------
+# --- end sync and filters ------------------------------------------------------------------------
 
 
-# --- typing, receipts, presence (issue 7) --------------------------------------------------------
+# --- typing, receipts, presence ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -678,10 +692,10 @@ async def _run_live_layer(
         task_status.started()
 
 
-# --- end typing, receipts, presence (issue 7) ----------------------------------------------------
+# --- end typing, receipts, presence --------------------------------------------------------------
 
 
-# --- room directory and upgrades (issue 6) -------------------------------------------------------
+# --- room directory and upgrades -----------------------------------------------------------------
 
 
 def _room_directory(
@@ -735,10 +749,10 @@ def _room_directory_apis(
     }
 
 
-# --- end room directory and upgrades (issue 6) ---------------------------------------------------
+# --- end room directory and upgrades -------------------------------------------------------------
 
 
-# --- registration lock (issue 5) -----------------------------------------------------------------
+# --- registration lock ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -777,7 +791,7 @@ def _registration_lock(
     return _RegistrationLock(apis, {"org.example.reglock": cfg.registration_lock.enabled})
 
 
-# --- end registration lock (issue 5) -------------------------------------------------------------
+# --- end registration lock -----------------------------------------------------------------------
 
 
 # --- the r0 API: the event stream (r0 paths are rewritten by LegacyPrefix) ----------------------
@@ -815,6 +829,86 @@ def _push_rules_apis(
 
 
 # --- end push rules ------------------------------------------------------------------------------
+
+
+# --- pushers -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pushers:
+    sender: PushSender
+    http: httpx.AsyncClient
+    apis: list[object]
+
+
+def _pushers(
+    cfg: Config,
+    db: Database,
+    stores: Stores,
+    clock: Clock,
+    notifier: InProcessNotifier,
+    rooms: _Rooms,
+    live: _LiveLayer,
+    push_rules_changed: list[Callable[[str], None]],
+) -> _Pushers:
+    """``/pushers``, ``/pushers/set``, ``/notifications`` and the push sender: told of local
+    events at once (the event creation path's listener) and of every other event through the
+    notifier's EVENTS position; read receipts send badge updates; changed push rules drop
+    their compiled form. Run ``_run_pushers`` in the background nursery."""
+    store = PusherStore(db)
+
+    async def read_upto(user_id: str, room_id: str) -> int:
+        read = await stores.receipts.read_positions(user_id, room_id)
+        return max(read.get("", -1), read.get("main", -1))
+
+    async def push_rules(user_id: str) -> Mapping[str, Any] | None:
+        return await stores.account_data.get(user_id, GLOBAL, PUSH_RULES_TYPE)
+
+    http = httpx.AsyncClient(follow_redirects=False)
+    push = cfg.push
+    sender = PushSender(
+        store,
+        HttpPushGateway(
+            http,
+            timeout_s=push.gateway_timeout_s,
+            allow_private=push.allow_private_destinations,
+        ),
+        clock,
+        server_name=cfg.server_name,
+        newest_position=lambda: notifier.position(StreamName.EVENTS),
+        push_rules=push_rules,
+        read_upto=read_upto,
+        settings=PushSettings(
+            retry_initial_s=push.retry_initial_s,
+            retry_max_s=push.retry_max_s,
+            give_up_after_s=push.give_up_after_s,
+        ),
+    )
+    rooms.creator.add_event_listener(sender.on_local_event)
+    live.receipts.add_read_listener(sender.on_read)
+    push_rules_changed.append(sender.rules_changed)
+    service = PusherService(
+        store, clock, sender, read_upto, allow_private=push.allow_private_destinations
+    )
+    apis: list[object] = [
+        PushersApi(service, cfg.limits.max_request_body_bytes),
+        NotificationsApi(service),
+    ]
+    return _Pushers(sender, http, apis)
+
+
+async def _run_pushers(
+    pushers: _Pushers, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The push sender until cancelled; then closes its HTTP client."""
+    try:
+        await pushers.sender.run(task_status=task_status)
+    finally:
+        with trio.CancelScope(shield=True):
+            await pushers.http.aclose()
+
+
+# --- end pushers ---------------------------------------------------------------------------------
 
 
 # --- server-side search and content reports ------------------------------------------------------
@@ -1068,11 +1162,43 @@ def _federation_memberships(
         server_name=cfg.server_name,
     )
     rooms.service.use_federation(joins, invites)
+    rooms.service.history.use_backfill(
+        Backfiller(stores.events, fed_events, client, keys, server_name=cfg.server_name)
+    )
     profiles.use_remote(FederatedProfiles(client))
     return [InvitesApi(invites, authenticate, cfg.limits.max_request_body_bytes)]
 
 
 # --- end federation: remote joins and invites ----------------------------------------------------
+
+
+# --- federation: EDUs and devices ----------------------------------------------------------------
+
+
+def _federation_edus(
+    cfg: Config,
+    db: Database,
+    live: _LiveLayer,
+    e2ee: _E2ee,
+    sender: FederationSender,
+    registry: EduRegistry,
+) -> FederationEdus:
+    """Typing, receipts and to-device messages to and from other servers: listens to the live
+    layer's services and the to-device service, and handles their EDUs from ``/send``. Run it in
+    the background nursery of the process that runs the sender."""
+    edus = FederationEdus(
+        live.typing,
+        live.receipts,
+        e2ee.to_device,
+        sender,
+        FederationQueueStore(db).joined_servers,
+        server_name=cfg.server_name,
+    )
+    edus.register(registry)
+    return edus
+
+
+# --- end federation: EDUs and devices ------------------------------------------------------------
 
 
 async def serve_homeserver(
@@ -1120,7 +1246,7 @@ async def serve_homeserver(
             stores.e2ee_keys.users_sharing_room, stores.streams, notifier
         )
         stores = dataclasses.replace(stores, devices=AnnouncingDeviceStore(db, announcer))
-        live = _live_layer(cfg, stores, clock, notifier)  # typing, receipts, presence (issue 7)
+        live = _live_layer(cfg, stores, clock, notifier)  # typing, receipts, presence
         accounts = _accounts(cfg, stores, clock, rate_limiter)
         gate = RequestGate(accounts.auth, rate_limiter, on_activity=live.presence.on_activity)
         account_surface = _account_surface(
@@ -1152,11 +1278,11 @@ async def serve_homeserver(
             notifier,
             lambda user_id: _call_each(push_rules_changed, user_id),
         )
-        media = _media(cfg, stores, clock)  # wiring: media (issue 9)
-        e2ee = _e2ee(cfg, stores, clock, accounts.uia, notifier)  # wiring: e2ee (issue 8)
+        media = _media(cfg, stores, clock)  # wiring: media
+        e2ee = _e2ee(cfg, stores, clock, accounts.uia, notifier)  # wiring: e2ee
         announcer.add_deletion_listener(e2ee.keys.devices_deleted)
         announcer.add_deletion_listener(accounts.auth.devices_deleted)
-        filter_apis = _filter_apis(cfg, stores)  # sync and filters (issue 7)
+        filter_apis = _filter_apis(cfg, stores)  # sync and filters
         sync_endpoint = _sync_endpoint(
             stores,
             clock,
@@ -1167,6 +1293,9 @@ async def serve_homeserver(
             push_rules_changed=push_rules_changed,
         )
         registration_lock = _registration_lock(cfg, stores, clock, accounts)
+        pushers = _pushers(  # pushers
+            cfg, db, stores, clock, notifier, rooms, live, push_rules_changed
+        )
         federation_inbound = _federation_inbound(  # federation: inbound transactions
             cfg,
             db,
@@ -1201,22 +1330,28 @@ async def serve_homeserver(
                 federation_keys.auth.authenticate,
                 account_surface.profile,
             )
+        federation_edus = (  # federation: EDUs and devices
+            _federation_edus(cfg, db, live, e2ee, federation_sender, federation_inbound.edus)
+            if cfg.federation.enabled
+            else None
+        )
 
         apis: dict[str, list[object]] = {
             "client": [
-                VersionsApi(registration_lock.unstable_features),  # registration lock (issue 5)
-                *registration_lock.apis,  # registration lock (issue 5)
+                VersionsApi(registration_lock.unstable_features),  # registration lock
+                *registration_lock.apis,  # registration lock
                 *accounts.apis,
                 *account_surface.apis["client"],
-                *rooms.apis,  # rooms (issue 6)
-                *e2ee.apis,  # e2ee (issue 8)
-                *directory_apis["client"],  # room directory and upgrades (issue 6)
-                *filter_apis,  # sync and filters (issue 7)
+                *rooms.apis,  # rooms
+                *e2ee.apis,  # e2ee
+                *directory_apis["client"],  # room directory and upgrades
+                *filter_apis,  # sync and filters
                 *sync_endpoint.apis,  # peeking (MSC2753)
-                *live.apis,  # typing, receipts, presence (issue 7)
+                *live.apis,  # typing, receipts, presence
                 *_search_apis(cfg, stores, rooms),
                 *_reporting_apis(cfg, stores, clock, rooms),
                 *_space_hierarchy_apis(stores),
+                *pushers.apis,  # pushers
                 *_push_rules_apis(  # push rules
                     cfg,
                     stores,
@@ -1237,7 +1372,7 @@ async def serve_homeserver(
                     max_body_bytes=cfg.limits.max_request_body_bytes,
                 ),
             ],
-            "media": [*media.apis],  # media (issue 9)
+            "media": [*media.apis],  # media
             "health": [HealthApi(health)],
             "metrics": [MetricsApi(metrics)],
         }
@@ -1247,9 +1382,12 @@ async def serve_homeserver(
             await background.start(_run_federation_keys, federation_keys)  # federation: keys
             if cfg.federation.enabled:  # federation: outbound sender
                 await background.start(federation_sender.run)
-            await background.start(media.retention.run)  # media (issue 9)
-            await background.start(_run_live_layer, live)  # typing, receipts, presence (issue 7)
+            if federation_edus is not None:  # federation: EDUs and devices
+                await background.start(federation_edus.run)
+            await background.start(media.retention.run)  # media
+            await background.start(_run_live_layer, live)  # typing, receipts, presence
             await background.start(rooms.profile_propagator.run)
+            await background.start(_run_pushers, pushers)  # pushers
             bound: list[Bound] = []
             async with trio.open_nursery() as servers:
                 for listener in cfg.listeners:
@@ -1259,7 +1397,12 @@ async def serve_homeserver(
                         gate=gate,
                     )
                     raw: list[RawEndpoint] = (
-                        [sync_endpoint, *rooms.raw, _event_stream(stores, live, sync_endpoint)]
+                        [
+                            sync_endpoint,
+                            *rooms.raw,
+                            _event_stream(stores, live, sync_endpoint),  # the r0 API
+                            InitialSyncEndpoint(sync_endpoint),  # the r0 API
+                        ]
                         if "client" in listener.resources
                         else []
                     )

@@ -347,6 +347,39 @@ class PresenceConfig:
 # --- end sync, typing, receipts, presence (issue 7) config ---------------------------------------
 
 
+# --- pushers config ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """Pushers: notifications sent to push gateways."""
+
+    #: Accept pusher URLs on loopback, private and link-local addresses (tests, closed networks).
+    allow_private_destinations: bool = False
+    #: Seconds one request to a push gateway may take.
+    gateway_timeout_s: float = 10.0
+    #: Seconds before the first retry of a failed push (doubling with each failure).
+    retry_initial_s: float = 1.0
+    #: The longest wait between retries.
+    retry_max_s: float = 600.0
+    #: A pusher failing for this long skips the notification it is on.
+    give_up_after_s: float = 86400.0
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values (for ``_validate``)."""
+        out = [
+            f"push.{name}: must be > 0"
+            for name in ("gateway_timeout_s", "retry_initial_s", "retry_max_s", "give_up_after_s")
+            if getattr(self, name) <= 0
+        ]
+        if self.retry_max_s < self.retry_initial_s:
+            out.append("push.retry_max_s: must be at least push.retry_initial_s")
+        return out
+
+
+# --- end pushers config --------------------------------------------------------------------------
+
+
 # --- room directory (issue 6) config -------------------------------------------------------------
 
 
@@ -521,6 +554,8 @@ class Config:
     # --- sync, typing, receipts, presence (issue 7)
     typing: TypingConfig = TypingConfig()
     presence: PresenceConfig = PresenceConfig()
+    # --- pushers
+    push: PushConfig = PushConfig()
     # --- room directory (issue 6)
     room_directory: RoomDirectoryConfig = RoomDirectoryConfig()
     # --- user directory
@@ -673,6 +708,7 @@ def _is_optional(tp: Any) -> bool:
 
 def _validate(cfg: Config, problems: list[str]) -> None:
     problems += cfg.typing.problems() + cfg.presence.problems()
+    problems += cfg.push.problems()  # pushers
     problems += cfg.federation.problems(cfg.resolve_path)  # federation: keys
     if not _SERVER_NAME_RE.fullmatch(cfg.server_name):
         problems.append(f"server_name: not a valid server name: {cfg.server_name!r}")
