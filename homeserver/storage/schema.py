@@ -978,6 +978,16 @@ push_sender_position = Table(
 
 # --- end pushers (0020) --------------------------------------------------------------------------
 
+# --- federation_devices (0021) -------------------------------------------------------------------
+# federation: other servers' devices and keys, and our device-list stream to them
+
+# --- end federation_devices (0021) ---------------------------------------------------------------
+
+# --- email_threepids (0022) ----------------------------------------------------------------------
+# email addresses as third-party identifiers: verification sessions and bound addresses
+
+# --- end email_threepids (0022) ------------------------------------------------------------------
+
 
 def constraint_name(table: str, columns: Sequence[str]) -> str | None:
     """The primary key, unique constraint or unique index of ``table`` over exactly ``columns``.
