@@ -18,7 +18,9 @@ Spec: client-server-api/modules/receipts.md and modules/read_markers.md; ``recei
 - Users must be joined to the room (``403 M_FORBIDDEN``); the event must be in the room
   (``404 M_NOT_FOUND``: an unknown event, or one in another room, looks the same).
 
-TODO(federation): ``m.receipt`` EDUs in and out (never with ``m.read.private``).
+Other servers: receipt listeners (``services/federation_edus.py``) send ``m.read`` receipts of
+local users as ``m.receipt`` EDUs (never ``m.read.private``); receipts from other servers come in
+through :meth:`ReceiptsService.post_receipt` with the same checks as local ones.
 """
 
 from __future__ import annotations
@@ -113,11 +115,21 @@ class ReceiptsService:
         self._clock = clock
         self._marker_locks = _KeyedLocks()
         self._read_listeners: list[Callable[[str, str, str, int], None]] = []
+        self._receipt_listeners: list[
+            Callable[[str, str, str, str, str | None, int], None]
+        ] = []
 
     def add_read_listener(self, listener: Callable[[str, str, str, int], None]) -> None:
         """Call ``listener(user_id, room_id, thread_id, event_position)`` after each receipt
         that moved (unthreaded receipts have thread ID ""): notification counts."""
         self._read_listeners.append(listener)
+
+    def add_receipt_listener(
+        self, listener: Callable[[str, str, str, str, str | None, int], None]
+    ) -> None:
+        """Call ``listener(user_id, room_id, receipt_type, event_id, thread_id, ts)`` after each
+        receipt that moved (``thread_id`` None: unthreaded): federation."""
+        self._receipt_listeners.append(listener)
 
     async def post_receipt(
         self,
@@ -165,13 +177,14 @@ class ReceiptsService:
         thread_id: str | None,
         ts: int | None,
     ) -> None:
+        ts = self._clock.time_ms() if ts is None else ts
         result = await self._receipts.put_receipt(
             room_id,
             receipt_type,
             user_id,
             UNTHREADED if thread_id is None else thread_id,
             event_id,
-            self._clock.time_ms() if ts is None else ts,
+            ts,
         )
         if result.outcome == "not_joined":
             raise Forbidden("You are not in this room")
@@ -187,6 +200,8 @@ class ReceiptsService:
                     UNTHREADED if thread_id is None else thread_id,
                     result.event_position,
                 )
+        for receipt_listener in self._receipt_listeners:
+            receipt_listener(user_id, room_id, receipt_type, event_id, thread_id, ts)
         if receipt_type == READ_PRIVATE:
             self._notifier.notify(StreamName.RECEIPTS, result.position, user_ids=(user_id,))
         else:

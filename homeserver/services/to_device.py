@@ -13,14 +13,17 @@ Spec: client-server-api/modules/send_to_device.md; OpenAPI ``to_device.yaml``.
 - Messages stay until the device acknowledges them by syncing with a later ``since`` token
   (:meth:`ToDeviceService.ack`), then they are deleted. A deleted device's queue is dropped
   with the device (``storage/e2ee_cleanup.py``).
-- Users of other servers need federation (``m.direct_to_device`` EDUs); until then their
-  messages are dropped and logged.
+- Users of other servers get theirs through federation: :meth:`ToDeviceService.use_remote`
+  is given the ``m.direct_to_device`` sender (``services/federation_edus.py``), called after the
+  transaction ID is claimed, so a retried request sends nothing twice; without federation their
+  messages are dropped and logged. Messages from other servers come in through
+  :meth:`ToDeviceService.receive_remote`, de-duplicated by ``(sender, message_id)``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from federation.core.errors import InvalidIdentifier
@@ -30,7 +33,7 @@ from homeserver.errors import InvalidParam
 from homeserver.services.notifier import Notifier
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.requester import Requester
-from homeserver.storage.to_device import ToDeviceStore
+from homeserver.storage.to_device import SendOutcome, ToDeviceStore
 from homeserver.streams import StreamName
 
 __all__ = ["RATE_LIMIT", "TXN_LIFETIME_MS", "ToDeviceService"]
@@ -43,6 +46,9 @@ RATE_LIMIT = "to_device"
 TXN_LIFETIME_MS = 24 * 3600 * 1000
 #: The longest event type accepted, in bytes (as for room events).
 MAX_TYPE_BYTES = 255
+
+#: ``(sender, event_type, {user_id: {device_id or "*": content}})`` for other servers' users.
+RemoteSender = Callable[[str, str, Mapping[str, Mapping[str, Mapping[str, Any]]]], None]
 
 
 class ToDeviceService:
@@ -73,6 +79,11 @@ class ToDeviceService:
         self._clock = clock
         self._server_name = server_name
         self._queue_limit = max(1, queue_limit)
+        self._remote: RemoteSender | None = None
+
+    def use_remote(self, remote: RemoteSender) -> None:
+        """Route messages for other servers' users to ``remote(sender, event_type, messages)``."""
+        self._remote = remote
 
     async def send(
         self,
@@ -90,6 +101,7 @@ class ToDeviceService:
         if not event_type or len(event_type.encode()) > MAX_TYPE_BYTES:
             raise InvalidParam(f"Event types are 1 to {MAX_TYPE_BYTES} bytes")
         local: dict[str, Mapping[str, Mapping[str, Any]]] = {}
+        remote: dict[str, Mapping[str, Mapping[str, Any]]] = {}
         for user_id, by_device in messages.items():
             try:
                 server = parse_user_id(user_id).server_name
@@ -97,8 +109,10 @@ class ToDeviceService:
                 raise InvalidParam(f"{user_id!r} is not a valid user ID") from None
             if server == self._server_name:
                 local[user_id] = by_device
+            elif self._remote is not None:
+                remote[user_id] = by_device
             else:
-                logger.info("dropping to-device %s for %s: no federation yet", event_type, user_id)
+                logger.info("dropping to-device %s for %s: no federation", event_type, user_id)
         self._limiter.check(RATE_LIMIT, requester.user_id)
         outcome = await self._store.send(
             requester.user_id,
@@ -110,6 +124,32 @@ class ToDeviceService:
             txn_lifetime_ms=TXN_LIFETIME_MS,
             max_pending=self._queue_limit,
         )
+        if remote and not outcome.duplicate and self._remote is not None:
+            self._remote(requester.user_id, event_type, remote)
+        self._after_send(outcome, event_type, requester.user_id)
+
+    async def receive_remote(
+        self,
+        sender: str,
+        event_type: str,
+        message_id: str,
+        messages: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    ) -> None:
+        """Queue messages from another server's ``sender`` for local users; a ``message_id``
+        already seen from that sender stores nothing."""
+        outcome = await self._store.send(
+            sender,
+            "",
+            message_id,
+            event_type,
+            messages,
+            now_ms=self._clock.time_ms(),
+            txn_lifetime_ms=TXN_LIFETIME_MS,
+            max_pending=self._queue_limit,
+        )
+        self._after_send(outcome, event_type, sender)
+
+    def _after_send(self, outcome: SendOutcome, event_type: str, sender: str) -> None:
         for user_id, device_id in outcome.dropped:
             logger.warning(
                 "to-device queue of %s %s is full (%d): dropped a %s from %s",
@@ -117,7 +157,7 @@ class ToDeviceService:
                 device_id,
                 self._queue_limit,
                 event_type,
-                requester.user_id,
+                sender,
             )
         if outcome.position is not None:
             self._notifier.notify(

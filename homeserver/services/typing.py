@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 import trio
@@ -72,6 +72,12 @@ class TypingService:
         # changes at or below this position have left the log
         self._horizon = 0
         self._wakeup = trio.Event()
+        self._listeners: list[Callable[[str, str, bool], None]] = []
+
+    def add_listener(self, listener: Callable[[str, str, bool], None]) -> None:
+        """Call ``listener(room_id, user_id, typing)`` on every start or refresh (True) and
+        every stop or timeout (False): federation tells the room's other servers."""
+        self._listeners.append(listener)
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -143,6 +149,8 @@ class TypingService:
         users[user_id] = deadline
         heapq.heappush(self._deadlines, (deadline, room_id, user_id))
         self._wakeup.set()
+        for listener in self._listeners:
+            listener(room_id, user_id, True)
         if not was_typing:
             self._changed(room_id)
 
@@ -154,6 +162,8 @@ class TypingService:
         if not users:
             del self._typing[room_id]
         self._changed(room_id)
+        for listener in self._listeners:
+            listener(room_id, user_id, False)
 
     def _changed(self, room_id: str) -> None:
         self._position += 1
