@@ -389,6 +389,8 @@ async def test_presence_of_newly_shared_users(server: RunningServer) -> None:
         # alice sees bob, who never published presence: offline
         inc = await alice.sync(since=alice_since, set_presence="offline")
         assert _presence(inc, bob.user_id) == [{"presence": "offline"}]
+        again = await alice.sync(since=inc["next_batch"], set_presence="offline")
+        assert _presence(again, bob.user_id) == [], again
 
 
 async def test_set_presence_unavailable_from_sync(server: RunningServer) -> None:
