@@ -108,20 +108,16 @@ class RoomGraphService:
     async def state(
         self, origin: str, room_id: str, event_id: str
     ) -> tuple[list[JsonDict], list[JsonDict]]:
-        """``GET /state/{roomId}?event_id=``: as :meth:`state_ids`, with the events."""
+        """``GET /state/{roomId}?event_id=``: as :meth:`state_ids`, with the events (each
+        list oldest first)."""
         state_ids, chain_ids = await self.state_ids(origin, room_id, event_id)
-        found = await self._events.get_events([*state_ids, *chain_ids])
-        pdus = [pdu_json(found[i].event) for i in state_ids if i in found]
-        chain = [pdu_json(found[i].event) for i in chain_ids if i in found]
-        return pdus, chain
+        return await self._pdus_in_order(state_ids), await self._pdus_in_order(chain_ids)
 
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> list[JsonDict]:
-        """``GET /event_auth/{roomId}/{eventId}``: the event's auth chain."""
+        """``GET /event_auth/{roomId}/{eventId}``: the event's auth chain, oldest first."""
         await self.check_access(origin, room_id)
         await self._event_in_room(room_id, event_id)
-        chain = sorted(await self._events.get_auth_chain([event_id]))
-        found = await self._events.get_events(chain)
-        return [pdu_json(found[i].event) for i in chain if i in found]
+        return await self._pdus_in_order(await self._events.get_auth_chain([event_id]))
 
     async def state_for_join(
         self, room_id: str, event_id: str
@@ -129,11 +125,16 @@ class RoomGraphService:
         """The state before an accepted join, and the auth chain of that state and of the join
         (``send_join``'s answer; the joining server was not in the room before it)."""
         state = await self._state_before(room_id, event_id)
-        chain_ids = sorted(await self._events.get_auth_chain([*state.values(), event_id]))
-        found = await self._events.get_events([*state.values(), *chain_ids])
-        pdus = [pdu_json(found[i].event) for i in sorted(state.values()) if i in found]
-        chain = [pdu_json(found[i].event) for i in chain_ids if i in found]
-        return pdus, chain
+        chain_ids = await self._events.get_auth_chain([*state.values(), event_id])
+        return await self._pdus_in_order(state.values()), await self._pdus_in_order(chain_ids)
+
+    async def _pdus_in_order(self, event_ids: Iterable[str]) -> list[JsonDict]:
+        """The events, oldest first (depth, then stream position): a receiver that replays
+        an auth chain into a state map in order (SyTest does) ends with the newest of each
+        key, as with Synapse's topologically ordered answers."""
+        found = await self._events.get_events(event_ids)
+        ordered = sorted(found.values(), key=lambda s: (s.event.depth, s.stream_ordering))
+        return [pdu_json(s.event) for s in ordered]
 
     async def _state_before(self, room_id: str, event_id: str) -> dict[StateKey, str]:
         stored = await self._event_in_room(room_id, event_id)

@@ -363,3 +363,24 @@ async def test_send_join_of_an_unsigned_event_is_forbidden(api: Api) -> None:
         headers={"X-Test-Origin": REMOTE},
     )
     assert sent.status_code == 403 and sent.json()["errcode"] == "M_FORBIDDEN", sent.text
+
+
+async def test_auth_chains_and_state_come_oldest_first(api: Api) -> None:
+    await _join(api)
+    room_id = api.env.room_id
+    for level in (1, 2, 3):  # power level events: each one the next one's auth event
+        await api.env.rooms.send(
+            ALICE,
+            room_id,
+            "m.room.power_levels",
+            {"users": {ALICE.user_id: 100, ROB: level}},
+            state_key="",
+        )
+    message = await api.env.rooms.send(ALICE, room_id, "m.room.message", {"body": "m"})
+    auth = await api.get(f"/_matrix/federation/v1/event_auth/{room_id}/{message.event_id}")
+    full = await api.get(f"/_matrix/federation/v1/state/{room_id}", event_id=message.event_id)
+    for pdus in (auth.json()["auth_chain"], full.json()["auth_chain"], full.json()["pdus"]):
+        depths = [p["depth"] for p in pdus]
+        assert depths == sorted(depths)
+    levels = [p for p in full.json()["auth_chain"] if p["type"] == "m.room.power_levels"]
+    assert [p["content"].get("users", {}).get(ROB) for p in levels][-2:] == [1, 2]
