@@ -50,7 +50,7 @@ from homeserver.api.client.legacy import (  # the r0 API
     LegacyEventApi,
     LegacyPrefix,
     LegacySendApi,
-    RoomInitialSyncApi,
+    RoomInitialSyncEndpoint,
 )
 from homeserver.api.client.login import LoginApi
 from homeserver.api.client.openid import OpenIdApi
@@ -489,7 +489,6 @@ def _rooms(
             RelationsApi(relations),
             LegacySendApi(rooms, cfg.limits.max_request_body_bytes),  # the r0 API
             LegacyEventApi(rooms),  # the r0 API
-            RoomInitialSyncApi(rooms),  # the r0 API
         ],
         [SendEventEndpoint(rooms, cfg.limits.max_request_body_bytes)],
         relations,
@@ -1402,6 +1401,7 @@ async def serve_homeserver(
                             *rooms.raw,
                             _event_stream(stores, live, sync_endpoint),  # the r0 API
                             InitialSyncEndpoint(sync_endpoint),  # the r0 API
+                            RoomInitialSyncEndpoint(rooms.service, sync_endpoint),  # the r0 API
                         ]
                         if "client" in listener.resources
                         else []

@@ -137,6 +137,17 @@ async def test_event_stream(server: RunningServer) -> None:
         assert typing and typing[0]["room_id"] == room_id
         assert typing[0]["content"]["user_ids"] == [alice.user_id]
 
+        # account data, global and of a room
+        r = await a.get(f"{V3}/events", params={"timeout": 0})
+        here = r.json()["end"]
+        await a.put(f"{V3}/user/{alice.user_id}/account_data/my.type", json={"n": 1})
+        await a.put(
+            f"{V3}/user/{alice.user_id}/rooms/{room_id}/account_data/my.type", json={"n": 2}
+        )
+        r = await a.get(f"{V3}/events", params={"from": here, "timeout": 0})
+        mine = [e for e in r.json()["chunk"] if e["type"] == "my.type"]
+        assert {(e.get("room_id"), e["content"]["n"]) for e in mine} == {(None, 1), (room_id, 2)}
+
         # one room only
         await a.put(f"{V3}/rooms/{room_id}/send/m.room.message/t2", json={"body": "two"})
         r = await a.get(
@@ -196,3 +207,78 @@ async def test_sends_without_transaction_id(server: RunningServer) -> None:
         assert r.status_code == 400
         r = await a.post(f"{R0}/rooms/!unknown:test.local/send/m.room.message", json={})
         assert r.status_code == 403
+
+
+async def test_initial_sync(server: RunningServer) -> None:
+    alice = await _user(server, "alice4")
+    bob = await _user(server, "bob4")
+    async with alice.client as a, bob.client as b:
+        r = await a.post(f"{V3}/createRoom", json={"name": "Old", "invite": [bob.user_id]})
+        room_id = r.json()["room_id"]
+        sent = []
+        for i in range(4):
+            r = await a.put(f"{V3}/rooms/{room_id}/send/m.room.message/i{i}", json={"body": str(i)})
+            sent.append(r.json()["event_id"])
+        left = (await a.post(f"{V3}/createRoom", json={})).json()["room_id"]
+        assert (await a.post(f"{V3}/rooms/{left}/leave", json={})).status_code == 200
+
+        r = await a.put(
+            f"{V3}/user/{alice.user_id}/rooms/{room_id}/account_data/my.type", json={"n": 1}
+        )
+        assert r.status_code == 200
+        r = await a.put(f"{V3}/user/{alice.user_id}/account_data/my.type", json={"n": 2})
+        assert r.status_code == 200
+        r = await a.get(f"{R0}/initialSync", params={"limit": 2})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["end"] and isinstance(body["presence"], list)
+        rooms = {room["room_id"]: room for room in body["rooms"]}
+        assert set(rooms) == {room_id}  # not archived rooms
+        room = rooms[room_id]
+        assert room["membership"] == "join"
+        assert room["account_data"] == [{"type": "my.type", "content": {"n": 1}}]
+        assert body["account_data"] == [{"type": "my.type", "content": {"n": 2}}]  # no push rules
+        assert [e["event_id"] for e in room["messages"]["chunk"]] == sent[-2:]
+        assert all(e["room_id"] == room_id for e in room["messages"]["chunk"])
+        names = [e for e in room["state"] if e["type"] == "m.room.name"]
+        assert names[0]["content"] == {"name": "Old"}
+        assert {e["state_key"] for e in room["state"] if e["type"] == "m.room.member"} == {
+            alice.user_id,
+            bob.user_id,
+        }
+        r = await a.get(f"{V3}/initialSync", params={"archived": "true", "limit": 0})
+        rooms = {room["room_id"]: room for room in r.json()["rooms"]}
+        assert rooms[left]["membership"] == "leave"
+        assert rooms[room_id]["messages"]["chunk"] == []
+
+        # the invitee sees the invite
+        r = await b.get(f"{R0}/initialSync")
+        (invited,) = r.json()["rooms"]
+        assert invited["membership"] == "invite" and invited["room_id"] == room_id
+        assert invited["invite"]["content"]["membership"] == "invite"
+
+        # one room
+        r = await a.get(f"{R0}/rooms/{room_id}/initialSync", params={"limit": 3})
+        assert r.status_code == 200, r.text
+        room = r.json()
+        assert room["room_id"] == room_id and room["membership"] == "join"
+        assert [e["event_id"] for e in room["messages"]["chunk"]] == sent[-3:]
+        assert any(e["type"] == "m.room.create" for e in room["state"])
+        assert room["account_data"] == [{"type": "my.type", "content": {"n": 1}}]
+        assert isinstance(room["receipts"], list) and isinstance(room["presence"], list)
+        # paging on from its start token with /messages
+        r = await a.get(
+            f"{V3}/rooms/{room_id}/messages",
+            params={"from": room["messages"]["start"], "dir": "b", "limit": 1},
+        )
+        assert [e["event_id"] for e in r.json()["chunk"]] == [sent[0]]
+        r = await b.get(f"{R0}/rooms/{room_id}/initialSync")
+        assert r.status_code == 403  # invited, never joined
+
+        for params in ({"limit": "x"}, {"limit": "-1"}, {"archived": "maybe"}):
+            r = await a.get(f"{R0}/initialSync", params=params)
+            assert r.status_code == 400, (params, r.text)
+        r = await a.get(f"{R0}/rooms/{room_id}/initialSync", params={"limit": "x"})
+        assert r.status_code == 400
+        r = await a.get(f"{R0}/rooms/nonsense/initialSync")
+        assert r.status_code == 400

@@ -11,6 +11,9 @@
   (deprecated, still in the spec: ``peeking_events.yaml``). It is an incremental ``/sync``
   flattened into one list: new timeline events of the user's rooms (with ``room_id``), their
   typing and receipt events, presence, and invites (the invite member event).
+- :class:`InitialSyncEndpoint` and :class:`RoomInitialSyncEndpoint`: ``GET /initialSync`` (an
+  initial ``/sync`` reshaped) and ``GET /rooms/{roomId}/initialSync`` (the room's state and
+  newest messages), deprecated, still in the spec.
 - :class:`LegacyEventApi`: ``GET /events/{eventId}`` (deprecated, still in the spec), one
   event by its ID alone.
 - :class:`LegacySendApi`: ``POST /rooms/{roomId}/send/{eventType}`` and
@@ -35,7 +38,14 @@ from homeserver.services.rooms import RoomService, check_room_id
 from homeserver.services.sync import parse_since
 from homeserver.streams import StreamToken
 
-__all__ = ["EventStreamEndpoint", "LegacyEventApi", "LegacyPrefix", "LegacySendApi"]
+__all__ = [
+    "EventStreamEndpoint",
+    "InitialSyncEndpoint",
+    "LegacyEventApi",
+    "LegacyPrefix",
+    "LegacySendApi",
+    "RoomInitialSyncEndpoint",
+]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -114,9 +124,21 @@ def _flatten(body: JsonDict, user_id: str, room_id: str | None) -> list[JsonDict
         for event in entry.get("invite_state", {}).get("events", []):
             if event.get("type") == "m.room.member" and event.get("state_key") == user_id:
                 chunk.append({**event, "room_id": rid})
+    for rid, entry in rooms.get("join", {}).items():
+        if room_id is None or rid == room_id:
+            for event in entry.get("account_data", {}).get("events", []):
+                chunk.append({**event, "room_id": rid})
     if room_id is None:
         chunk.extend(body.get("presence", {}).get("events", []))
+        chunk.extend(_global_account_data(body))
     return chunk
+
+
+def _global_account_data(body: JsonDict) -> list[JsonDict]:
+    """The global account data of a ``/sync`` answer, less the push rules (``/sync`` adds
+    them; the r0 endpoints never had them, as in Synapse)."""
+    events = body.get("account_data", {}).get("events", [])
+    return [e for e in events if e.get("type") != "m.push_rules"]
 
 
 class EventStreamEndpoint:
@@ -167,6 +189,171 @@ class EventStreamEndpoint:
             "start": since.to_string(),
             "end": body["next_batch"],
         }
+
+
+def _bool_param(query: Mapping[str, str], name: str) -> bool:
+    value = query.get(name)
+    if value is None or value in ("", "false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise InvalidParam(f"{name!r} must be 'true' or 'false'")
+
+
+def _current_state(entry: JsonDict, room_id: str) -> list[JsonDict]:
+    """The room's state after a sync entry: its state section, then the timeline's state
+    events (later ones replace earlier ones)."""
+    state: dict[tuple[str, str], JsonDict] = {}
+    events = [*entry.get("state", {}).get("events", []), *_timeline(entry)]
+    for event in events:
+        if "state_key" in event:
+            state[(event["type"], event["state_key"])] = {**event, "room_id": room_id}
+    return list(state.values())
+
+
+def _timeline(entry: JsonDict) -> list[JsonDict]:
+    events: list[JsonDict] = entry.get("timeline", {}).get("events", [])
+    return events
+
+
+class InitialSyncEndpoint:
+    """GET /_matrix/client/v3/initialSync (served as a raw endpoint, through ``/sync``).
+
+    Spec: #get_matrixclientv3initialsync (deprecated). "This returns the full state for this
+    user, with an optional limit on the number of messages per room to return." ``limit``:
+    messages per room (default 10, at most 100); ``archived``: include rooms the user left.
+    Built from an initial ``/sync``: each room's state is its state section with the
+    timeline's state events applied, its ``messages`` the timeline.
+
+    Args:
+        sync: the ``/sync`` endpoint.
+    """
+
+    method = "GET"
+    path = f"{_V3}/initialSync"
+    rate_limit: str | None = None
+    json_body_limit = 0
+
+    def __init__(self, sync: RawEndpoint) -> None:
+        self._sync = sync
+
+    async def __call__(self, request: RawRequest) -> JsonDict:
+        limit = min(_int_param(request.query, "limit", 10), 100)
+        archived = _bool_param(request.query, "archived")
+        sync_filter = {
+            "room": {"timeline": {"limit": max(limit, 1)}, "include_leave": archived},
+        }
+        body = await self._sync(
+            RawRequest(request.requester, {"filter": orjson.dumps(sync_filter).decode()}, {})
+        )
+        user_id = request.requester.user_id
+        rooms: list[JsonDict] = []
+        sections = body.get("rooms", {})
+        for section in ("join", "leave"):
+            for room_id, entry in sections.get(section, {}).items():
+                state = _current_state(entry, room_id)
+                membership = section
+                for event in state:
+                    if event["type"] == "m.room.member" and event["state_key"] == user_id:
+                        membership = event.get("content", {}).get("membership", section)
+                chunk = [{**e, "room_id": room_id} for e in _timeline(entry)]
+                rooms.append(
+                    {
+                        "room_id": room_id,
+                        "membership": membership,
+                        "state": state,
+                        "messages": {
+                            "chunk": chunk[-limit:] if limit else [],
+                            "start": entry.get("timeline", {}).get(
+                                "prev_batch", body["next_batch"]
+                            ),
+                            "end": body["next_batch"],
+                        },
+                        "account_data": entry.get("account_data", {}).get("events", []),
+                    }
+                )
+        for room_id, entry in sections.get("invite", {}).items():
+            invite_state = entry.get("invite_state", {}).get("events", [])
+            stripped = [{**e, "room_id": room_id} for e in invite_state]
+            invite = next(
+                (
+                    e
+                    for e in stripped
+                    if e.get("type") == "m.room.member" and e.get("state_key") == user_id
+                ),
+                None,
+            )
+            item: JsonDict = {"room_id": room_id, "membership": "invite", "state": stripped}
+            if invite is not None:
+                item["invite"] = invite
+            rooms.append(item)
+        return {
+            "end": body["next_batch"],
+            "rooms": rooms,
+            "presence": body.get("presence", {}).get("events", []),
+            "account_data": _global_account_data(body),
+        }
+
+
+class RoomInitialSyncEndpoint:
+    """GET /_matrix/client/v3/rooms/{roomId}/initialSync (deprecated; a raw endpoint).
+
+    Spec: #get_matrixclientv3roomsroomidinitialsync. "Get a copy of the current state and the
+    most recent messages in a room." The state is the current state (the state when the user
+    left, for a user who left) and the messages the newest (``limit``, default 10), both
+    through the history-visibility rule (a user who may not read the room gets ``403``); a
+    joined user also gets the room's account data, receipts and presence from an initial
+    ``/sync`` of that room.
+
+    Args:
+        rooms: the room service (its history reads).
+        sync: the ``/sync`` endpoint.
+    """
+
+    method = "GET"
+    path = f"{_V3}/rooms/{{room_id}}/initialSync"
+    rate_limit: str | None = None
+    json_body_limit = 0
+
+    def __init__(self, rooms: RoomService, sync: RawEndpoint) -> None:
+        self._rooms = rooms
+        self._sync = sync
+
+    async def __call__(self, request: RawRequest) -> JsonDict:
+        room_id = check_room_id(request.params["room_id"])
+        limit = min(_int_param(request.query, "limit", 10), 100)
+        requester = request.requester
+        history = self._rooms.history
+        state = await history.get_state(requester, room_id)
+        page = await history.messages(
+            requester, room_id, direction="b", from_token=None, to_token=None, limit=max(limit, 1)
+        )
+        chunk = list(reversed(page.chunk))[-limit:] if limit else []
+        out: JsonDict = {
+            "room_id": room_id,
+            "state": state,
+            "messages": {"chunk": chunk, "start": page.end or page.start, "end": page.start},
+            "presence": [],
+            "receipts": [],
+            "account_data": [],
+        }
+        for event in state:
+            if event["type"] == "m.room.member" and event.get("state_key") == requester.user_id:
+                out["membership"] = event["content"].get("membership")
+        if out.get("membership") == "join":
+            room_filter = {"room": {"rooms": [room_id], "timeline": {"limit": 1}}}
+            body = await self._sync(
+                RawRequest(requester, {"filter": orjson.dumps(room_filter).decode()}, {})
+            )
+            entry = body.get("rooms", {}).get("join", {}).get(room_id, {})
+            out["account_data"] = entry.get("account_data", {}).get("events", [])
+            ephemeral = entry.get("ephemeral", {}).get("events", [])
+            out["receipts"] = [e for e in ephemeral if e.get("type") == "m.receipt"]
+            members = {e.get("state_key") for e in state if e["type"] == "m.room.member"}
+            out["presence"] = [
+                e for e in body.get("presence", {}).get("events", []) if e.get("sender") in members
+            ]
+        return out
 
 
 class LegacyEventApi:
