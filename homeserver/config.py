@@ -173,6 +173,43 @@ class OtpConfig:
     message_template: str = "Your verification code is {code}"
 
 
+# --- email addresses as third-party identifiers -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    """Email addresses as third-party identifiers: validation mails sent over SMTP."""
+
+    #: Offer email validation (``email/requestToken``, ``m.login.email.identity``).
+    enabled: bool = False
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    #: Log in to the SMTP server with these (both or neither).
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    #: ``STARTTLS`` after connecting, and refuse a server that does not offer it.
+    require_transport_security: bool = False
+    #: The ``From:`` of validation mails.
+    notif_from: str = "Matrix <noreply@localhost>"
+    #: The subject; ``{server_name}`` is replaced.
+    subject_template: str = "Validate your email address on {server_name}"
+    #: The mail text; ``{link}`` (the validation link), ``{token}`` and ``{server_name}`` are
+    #: replaced.
+    body_template: str = (
+        "Open this link to validate your email address: {link}\n\n"
+        "Or enter this code: {token}\n"
+    )
+    #: Timeout of one SMTP conversation.
+    smtp_timeout_s: float = 30.0
+    #: How long a validation token is valid.
+    token_ttl_s: int = 3600
+    #: How long a validation session (and a validated address) can be used.
+    session_lifetime_s: int = 86400
+
+
+# --- end email addresses as third-party identifiers ---------------------------------------------
+
+
 # --- media (issue 9) config ----------------------------------------------------------------------
 
 
@@ -545,6 +582,8 @@ class Config:
     registration: RegistrationConfig = RegistrationConfig()
     auth: AuthConfig = AuthConfig()
     otp: OtpConfig = OtpConfig()
+    # --- email addresses as third-party identifiers
+    email: EmailConfig = EmailConfig()
     #: Room version of new rooms unless the client asks for another.
     default_room_version: str = "12"
     # --- media (issue 9)
@@ -749,11 +788,30 @@ def _validate(cfg: Config, problems: list[str]) -> None:
         if isinstance(rl, RateLimit) and (rl.per_second <= 0 or rl.burst_count < 1):
             problems.append(f"rate_limits.{name}: per_second must be > 0 and burst_count >= 1")
     _validate_accounts(cfg, problems)
+    problems += _email_problems(cfg.email)  # email addresses as third-party identifiers
     _validate_media(cfg, problems)  # media (issue 9)
     from federation.core.room_versions import KNOWN_ROOM_VERSIONS
 
     if cfg.default_room_version not in KNOWN_ROOM_VERSIONS:
         problems.append(f"default_room_version: unknown room version {cfg.default_room_version!r}")
+
+
+def _email_problems(e: EmailConfig) -> list[str]:
+    """What is wrong with the ``email`` section."""
+    problems = []
+    if not 0 < e.smtp_port <= 65535:
+        problems.append("email.smtp_port: must be 1-65535")
+    if (e.smtp_user is None) != (e.smtp_password is None):
+        problems.append("email.smtp_user, smtp_password: give both or neither")
+    if "{link}" not in e.body_template and "{token}" not in e.body_template:
+        problems.append("email.body_template: must contain {link} or {token}")
+    if e.smtp_timeout_s <= 0:
+        problems.append("email.smtp_timeout_s: must be > 0")
+    if e.token_ttl_s < 1 or e.session_lifetime_s < 1:
+        problems.append("email.token_ttl_s, session_lifetime_s: must be at least 1")
+    if "@" not in e.notif_from:
+        problems.append("email.notif_from: must be an email address")
+    return problems
 
 
 _REGION_RE = re.compile(r"[A-Z]{2}")
