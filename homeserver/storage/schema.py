@@ -985,6 +985,20 @@ push_sender_position = Table(
 
 # --- email_threepids (0022) ----------------------------------------------------------------------
 # email addresses as third-party identifiers: verification sessions and bound addresses
+# (validation sessions of email addresses live in ``threepid_sessions``, medium "email")
+
+#: Email addresses bound to accounts (case-folded); each address belongs to one account only.
+user_threepids = Table(
+    "user_threepids",
+    metadata,
+    Column("user_id", Text, ForeignKey("users.user_id"), nullable=False),
+    Column("medium", Text, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("validated_ts", BigInteger, nullable=False),
+    Column("added_ts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("medium", "address"),
+    Index(None, "user_id"),
+)
 
 # --- end email_threepids (0022) ------------------------------------------------------------------
 
