@@ -28,7 +28,11 @@ inviter's server (then the room ID's) with ``make_leave``/``send_leave``; when n
 the invite is still rejected here with a leave event of our own that follows the invite
 (as Synapse does), so the user is no longer shown the invite.
 
-In-memory state: none.
+In-memory state: one lock per room being joined (owned by this process, dropped when no join
+waits on it), so two of our users joining the same room at once make one remote join: the
+second finds the room joined and joins locally. Two processes joining the same room at once
+could each persist a join; the later one's current state then lacks the earlier join until
+the room's next event resolves them (a rule for one joining process per room would close it).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import trio
 
 from federation.client import FederationClient
 from federation.client.api import SendJoinResponse
@@ -205,6 +211,7 @@ class RemoteMemberships:
         self._key = signing_key
         self._clock = clock
         self._server_name = server_name
+        self._joining: dict[str, tuple[trio.Lock, int]] = {}
 
     # --- resident candidates --------------------------------------------------------------
 
@@ -241,6 +248,37 @@ class RemoteMemberships:
         servers = await self.candidates(user_id, room_id, hints)
         if not servers:
             raise NotFound("No known servers for this room")
+        lock, waiting = self._joining.get(room_id, (trio.Lock(), 0))
+        self._joining[room_id] = (lock, waiting + 1)
+        try:
+            async with lock:
+                if await self._host_joined(room_id):
+                    # another of our users got in meanwhile: an ordinary local join now
+                    return await self._creator.create_event(
+                        room_id,
+                        sender=user_id,
+                        event_type="m.room.member",
+                        content={**content, "membership": "join"},
+                        state_key=user_id,
+                    )
+                return await self._join_through(servers, user_id, room_id, content)
+        finally:
+            lock, waiting = self._joining[room_id]
+            if waiting <= 1:
+                del self._joining[room_id]
+            else:
+                self._joining[room_id] = (lock, waiting - 1)
+
+    async def _host_joined(self, room_id: str) -> bool:
+        suffix = ":" + self._server_name
+        return any(
+            membership == "join" and member.endswith(suffix)
+            for member, membership, _ in await self._events.get_members(room_id)
+        )
+
+    async def _join_through(
+        self, servers: list[str], user_id: str, room_id: str, content: Mapping[str, Any]
+    ) -> CreatedEvent:
         last: str = "no answer"
         all_not_found = True
         for server in servers:

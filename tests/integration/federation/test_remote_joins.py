@@ -393,3 +393,34 @@ async def test_history_from_before_the_join_is_backfilled(
         sync = await _ok(await ca.get(f"{V3}/sync"))
         timeline = sync["rooms"]["join"][room_id]["timeline"]["events"]
         assert not [e for e in timeline if e["type"] == "m.room.message"]
+
+
+async def test_two_users_join_the_same_remote_room_at_once(
+    two_servers: tuple[FederatedServer, FederatedServer],
+) -> None:
+    a, b = two_servers
+    alice, ca = await _user(a, "alice")
+    anne, cn = await _user(a, "anne")
+    bob, cb = await _user(b, "bob")
+    async with ca, cn, cb:
+        room_id = (await _ok(await cb.post(f"{V3}/createRoom", json={"preset": "public_chat"})))[
+            "room_id"
+        ]
+        target = f"{V3}/join/{quote(room_id)}?via={quote(b.server_name)}"
+        async with trio.open_nursery() as nursery:
+            for client in (ca, cn):
+
+                async def join(client: httpx.AsyncClient = client) -> None:
+                    await _ok(await client.post(target, json={}))
+
+                nursery.start_soon(join)
+        everyone = {alice, anne, bob}
+        for client in (ca, cn):
+            members = await _ok(await client.get(f"{V3}/rooms/{quote(room_id)}/joined_members"))
+            assert set(members["joined"]) == everyone
+
+        async def resident_agrees() -> bool:
+            members = await _ok(await cb.get(f"{V3}/rooms/{quote(room_id)}/joined_members"))
+            return set(members["joined"]) == everyone
+
+        await _wait_for(resident_agrees, "both joins on the resident")
