@@ -721,7 +721,14 @@ class SyncService:
                 extra = extras.get(stored.event.event_id)
                 if extra and isinstance(event_json.get("unsigned"), dict):
                     event_json["unsigned"].update(extra)
-        prev_batch = _prev_batch(timeline, window.timeline)
+        if full and not limited and timeline:
+            # a full timeline that holds the room's whole range: Synapse's prev_batch is the end
+            # of the range (paging back from it returns the timeline again; clients that page
+            # back de-duplicate), so a client that pages back right away still gets events
+            last = timeline[-1]
+            prev_batch = f"t{last.depth}_{last.stream_ordering + 1}"
+        else:
+            prev_batch = _prev_batch(timeline, window.timeline)
         entry: JsonDict = {
             "timeline": {"events": timeline_json, "limited": limited, "prev_batch": prev_batch},
             "state": {"events": state_json},

@@ -468,3 +468,29 @@ async def test_ignored_users_in_messages_and_to_device(server: RunningServer) ->
             assert r.status_code == 200, r.text
         body = await alice.sync(since=since)
         assert [m["sender"] for m in body["to_device"]["events"]] == [carol.user_id]
+
+
+async def test_prev_batch_of_a_whole_room_timeline(server: RunningServer) -> None:
+    alice = await _user(server, "alice")
+    async with alice.client:
+        room_id = await alice.create_room()
+        sent = await alice.send(room_id, "the newest")
+        room = (await alice.sync())["rooms"]["join"][room_id]
+        assert room["timeline"]["limited"] is False
+        assert room["timeline"]["events"][0]["type"] == "m.room.create"
+        # as Synapse: paging back from prev_batch of a whole-room timeline starts at its end
+        r = await alice.client.get(
+            f"{V3}/rooms/{room_id}/messages",
+            params={"dir": "b", "from": room["timeline"]["prev_batch"]},
+        )
+        page = r.json()
+        assert page["chunk"][0]["event_id"] == sent and page["end"]
+        # a limited timeline's prev_batch is just before its first event (the gap)
+        flt = json.dumps({"room": {"timeline": {"limit": 1}}})
+        room = (await alice.sync(filter=flt))["rooms"]["join"][room_id]
+        assert room["timeline"]["limited"] is True
+        r = await alice.client.get(
+            f"{V3}/rooms/{room_id}/messages",
+            params={"dir": "b", "from": room["timeline"]["prev_batch"], "limit": 1},
+        )
+        assert r.json()["chunk"][0]["event_id"] != sent
