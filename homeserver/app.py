@@ -84,6 +84,7 @@ from homeserver.api.federation.openid import FederationOpenIdApi
 from homeserver.api.federation.query import FederationQueryApi
 from homeserver.api.federation.room_graph import RoomGraphApi  # federation: inbound
 from homeserver.api.federation.transactions import TransactionsApi  # federation: inbound
+from homeserver.api.federation.user_keys import UserKeysApi  # federation: EDUs and devices
 from homeserver.api.federation.version import FederationVersionApi  # federation: keys
 from homeserver.api.media import DownloadApi, ThumbnailApi, UploadApi  # media
 from homeserver.api.metrics import HttpMetrics
@@ -104,6 +105,10 @@ from homeserver.services.directory import (  # room directory
 from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee
 from homeserver.services.events import EventCreationService  # rooms
 from homeserver.services.federation_backfill import Backfiller  # federation: backfill
+from homeserver.services.federation_devices import (  # federation: EDUs and devices
+    FederatedKeys,
+    FederationDevices,
+)
 from homeserver.services.federation_directory import FederatedDirectory
 from homeserver.services.federation_edus import FederationEdus  # federation: EDUs and devices
 from homeserver.services.federation_inbound import (  # federation: inbound
@@ -172,6 +177,7 @@ from homeserver.services.visibility import HistoryVisibility  # rooms access
 from homeserver.storage import Database, Stores, migrate, open_stores
 from homeserver.storage.account_data import GLOBAL
 from homeserver.storage.events import StoredEvent
+from homeserver.storage.federation_devices import FederationDeviceStore  # federation: devices
 from homeserver.storage.federation_events import FederationEventStore  # federation: inbound
 from homeserver.storage.federation_queue import FederationQueueStore  # federation: sender
 from homeserver.storage.pushers import PusherStore  # pushers
@@ -1197,6 +1203,35 @@ def _federation_edus(
     return edus
 
 
+def _federation_devices(
+    cfg: Config,
+    db: Database,
+    stores: Stores,
+    notifier: Notifier,
+    e2ee: _E2ee,
+    sender: FederationSender,
+    client: FederationClient,
+    registry: EduRegistry,
+    authenticate: Callable[[], Awaitable[str]],
+) -> tuple[FederationDevices, list[object]]:
+    """Device lists and keys across servers: clients' key queries and claims for other
+    servers' users go to them; our users' device-list changes go to the servers sharing their
+    rooms, other servers' come in as EDUs; ``/user/devices`` and ``/user/keys/*`` serve ours.
+    Run the returned service in the background nursery of the process that runs the sender."""
+    e2ee.keys.use_remote(FederatedKeys(client))
+    devices = FederationDevices(
+        e2ee.keys,
+        stores.devices,
+        FederationDeviceStore(db),
+        stores.e2ee_keys.users_sharing_room,
+        sender,
+        notifier,
+        server_name=cfg.server_name,
+    )
+    devices.register(registry)
+    return devices, [UserKeysApi(devices, authenticate, cfg.limits.max_request_body_bytes)]
+
+
 # --- end federation: EDUs and devices ------------------------------------------------------------
 
 
@@ -1334,6 +1369,20 @@ async def serve_homeserver(
             if cfg.federation.enabled
             else None
         )
+        federation_devices: FederationDevices | None = None  # federation: EDUs and devices
+        federation_device_apis: list[object] = []
+        if cfg.federation.enabled:
+            federation_devices, federation_device_apis = _federation_devices(
+                cfg,
+                db,
+                stores,
+                notifier,
+                e2ee,
+                federation_sender,
+                federation_client,
+                federation_inbound.edus,
+                federation_keys.auth.authenticate,
+            )
 
         apis: dict[str, list[object]] = {
             "client": [
@@ -1363,6 +1412,7 @@ async def serve_homeserver(
                 *federation_keys.apis,  # federation: keys, request authentication
                 *federation_inbound.apis,  # federation: inbound transactions, room graph
                 *federation_memberships,  # federation: remote joins and invites
+                *federation_device_apis,  # federation: EDUs and devices
                 FederationQueryApi(  # federation: profile, alias and room directory queries
                     account_surface.profile,
                     directory,
@@ -1383,6 +1433,8 @@ async def serve_homeserver(
                 await background.start(federation_sender.run)
             if federation_edus is not None:  # federation: EDUs and devices
                 await background.start(federation_edus.run)
+            if federation_devices is not None:  # federation: EDUs and devices
+                await background.start(federation_devices.run)
             await background.start(media.retention.run)  # media
             await background.start(_run_live_layer, live)  # typing, receipts, presence
             await background.start(rooms.profile_propagator.run)

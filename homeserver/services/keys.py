@@ -9,8 +9,10 @@ deltas); this service reads and writes through :class:`~homeserver.storage.e2ee_
 translates :mod:`e2ee.errors` into Matrix errors, and after each commit that other users must
 learn of notifies ``DEVICE_LISTS`` for the changed user and everyone sharing a room with them.
 
-Remote users: until federation exists, queries and claims for users of other servers come back
-under ``failures`` for their server. :class:`RemoteKeys` is the seam federation will fill.
+Remote users: queries and claims for users of other servers go through :class:`RemoteKeys`
+(``services/federation_devices.py`` with federation, :meth:`KeyService.use_remote`); a server
+that cannot be asked comes back under ``failures``. Other servers read our users' keys through
+:meth:`KeyService.query_for_server` and :meth:`KeyService.claim`.
 """
 
 from __future__ import annotations
@@ -199,6 +201,10 @@ class KeyService:
         self._counts_cache: dict[tuple[str, str], tuple[dict[str, int], list[str]]] = {}
         self._counts_version: dict[tuple[str, str], int] = {}
 
+    def use_remote(self, remote: RemoteKeys) -> None:
+        """Ask other servers for their users' keys through ``remote`` (federation)."""
+        self._remote = remote
+
     # --- helpers --------------------------------------------------------------------------------
 
     def _server_of(self, user_id: str) -> str:
@@ -333,6 +339,23 @@ class KeyService:
                 value = answer.get(field)
                 if isinstance(value, Mapping):
                     out[field].update(value)
+        return out
+
+    async def query_for_server(self, wanted: Mapping[str, Sequence[str]]) -> JsonDict:
+        """Our users' device, master and self-signing keys for another server (users of other
+        servers are left out; user-signing keys and their signatures are only for their owner)."""
+        local = {
+            u: list(d) or None for u, d in wanted.items() if _is_local(u, self._server_name)
+        }
+        out: JsonDict = {
+            "device_keys": {},
+            "master_keys": {},
+            "self_signing_keys": {},
+            "user_signing_keys": {},
+        }
+        if local:
+            await self._query_local("", local, out)
+        del out["user_signing_keys"]
         return out
 
     async def _query_local(

@@ -1,0 +1,290 @@
+"""Device lists and E2EE keys across servers.
+
+Spec: server-server-api.md › Device Management (``GET /user/devices/{userId}``,
+``m.device_list_update``, ``m.signing_key_update``) and › End-to-End Encryption
+(``POST /user/keys/query``, ``POST /user/keys/claim``).
+
+- Served: our users' devices and keys to other servers (:meth:`FederationDevices.user_devices`,
+  :meth:`FederationDevices.query`, :meth:`FederationDevices.claim`); other servers' users are
+  never answered for.
+- Asked: a client's ``/keys/query`` and ``/keys/claim`` for other servers' users go to those
+  servers (:class:`FederatedKeys`, the key service's :class:`~homeserver.services.keys.RemoteKeys`),
+  each bounded by the client's ``timeout``: a server that is down or slow lands under
+  ``failures``, never a 500. Nothing is cached: every query asks the user's server, so what a
+  client reads is never stale and a missed update costs nothing but a late ``changed`` entry.
+- Out: every change of a local user's devices or keys (the ``device_list_changes`` rows, with
+  their DEVICE_LISTS positions as ``stream_id`` and the user's previous change as ``prev_id``)
+  goes to each server sharing a room with the user: ``m.signing_key_update`` for a change of
+  their master or self-signing key, ``m.device_list_update`` otherwise (``deleted`` once the
+  device is gone). The changes of the user-signing key are for their owner only and stay here.
+- In: an update from the user's own server, for a user who shares a room with one of ours, is
+  recorded as a change of that user on the DEVICE_LISTS stream: the local users sharing a room
+  with them see them in ``device_lists.changed`` (``/sync``, ``/keys/changes``) and query again.
+
+State: :meth:`FederationDevices.run` keeps, in memory, the DEVICE_LISTS position sent up to; it
+starts at the current position, so changes made while no sender ran are not sent (the next
+change's ``prev_id`` shows the gap to the other server). One process runs it, the one that runs
+the federation sender. It reads the table every ``poll_interval`` seconds or when woken.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import trio
+
+from federation.client import FederationClient
+from federation.core.errors import InvalidIdentifier
+from federation.core.ids import parse_user_id
+from homeserver.errors import InvalidParam
+from homeserver.services.federation_edus import EduSender
+from homeserver.services.keys import KeyService, RemoteKeysUnavailable
+from homeserver.services.notifier import Notifier
+from homeserver.storage.devices import DeviceStore
+from homeserver.storage.e2ee_keys import OWN_ONLY_CHANGE_PREFIX
+from homeserver.storage.federation_devices import DeviceChange, FederationDeviceStore
+from homeserver.streams import StreamName
+
+__all__ = ["FederatedKeys", "FederationDevices"]
+
+logger = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+_BATCH = 100
+
+
+def _server_of(user_id: object) -> str | None:
+    if not isinstance(user_id, str):
+        return None
+    try:
+        return parse_user_id(user_id).server_name
+    except InvalidIdentifier:
+        return None
+
+
+def _own_users(server: str, value: object) -> dict[str, Any]:
+    """The entries of a ``{user_id: ...}`` answer that belong to ``server``'s users."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {u: v for u, v in value.items() if _server_of(u) == server}
+
+
+class FederatedKeys:
+    """Other servers' users' keys through the federation client (implements ``RemoteKeys``)."""
+
+    def __init__(self, client: FederationClient) -> None:
+        self._client = client
+
+    async def query(
+        self, server_name: str, device_keys: Mapping[str, Sequence[str]], timeout_ms: int
+    ) -> Mapping[str, Any]:
+        with trio.move_on_after(max(timeout_ms, 1) / 1000):
+            try:
+                answer = await self._client.query_keys(server_name, device_keys)
+            except Exception as e:  # any failure of theirs is a failure entry, never ours
+                raise RemoteKeysUnavailable(f"{type(e).__name__}: {e}") from None
+            return {
+                "device_keys": _own_users(server_name, answer.device_keys),
+                "master_keys": _own_users(server_name, answer.master_keys),
+                "self_signing_keys": _own_users(server_name, answer.self_signing_keys),
+            }
+        raise RemoteKeysUnavailable("timed out")
+
+    async def claim(
+        self, server_name: str, one_time_keys: Mapping[str, Mapping[str, str]], timeout_ms: int
+    ) -> Mapping[str, Any]:
+        with trio.move_on_after(max(timeout_ms, 1) / 1000):
+            try:
+                answer = await self._client.claim_keys(server_name, one_time_keys)
+            except Exception as e:
+                raise RemoteKeysUnavailable(f"{type(e).__name__}: {e}") from None
+            return {"one_time_keys": _own_users(server_name, answer.one_time_keys)}
+        raise RemoteKeysUnavailable("timed out")
+
+
+def _public_keys(key: object) -> set[str]:
+    if not isinstance(key, Mapping) or not isinstance(key.get("keys"), Mapping):
+        return set()
+    return {str(v) for v in key["keys"].values()}
+
+
+class FederationDevices:
+    """Device lists and keys for and from other servers (see the module docstring).
+
+    Args:
+        keys: our users' keys.
+        devices: our users' devices.
+        store: the device-list changes.
+        users_sharing_room: the users in a room with a user.
+        sender: queues outbound EDUs.
+        notifier: woken for local users when another server's user changed.
+        server_name: ours.
+        poll_interval: seconds between reads of the changes without a wake-up.
+    """
+
+    def __init__(
+        self,
+        keys: KeyService,
+        devices: DeviceStore,
+        store: FederationDeviceStore,
+        users_sharing_room: Callable[[str], Awaitable[set[str]]],
+        sender: EduSender,
+        notifier: Notifier,
+        *,
+        server_name: str,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._keys = keys
+        self._devices = devices
+        self._store = store
+        self._sharing = users_sharing_room
+        self._sender = sender
+        self._notifier = notifier
+        self._server_name = server_name
+        self._poll_interval = poll_interval
+        self._wakeup = trio.Event()
+
+    def register(self, registry: Any) -> None:
+        """Register the inbound handlers with the EDU registry (``EduRegistry``)."""
+        registry.register("m.device_list_update", self.on_device_list_update)
+        registry.register("m.signing_key_update", self.on_signing_key_update)
+
+    def _local(self, user_id: str) -> bool:
+        return _server_of(user_id) == self._server_name
+
+    # --- served ----------------------------------------------------------------------------------
+
+    async def user_devices(self, user_id: str) -> JsonDict:
+        """``GET /user/devices/{userId}`` for one of our users.
+
+        Raises:
+            InvalidParam: not one of our users.
+        """
+        if not self._local(user_id):
+            raise InvalidParam("The user is not hosted on this server")
+        found = await self._keys.query_for_server({user_id: []})
+        device_keys = found["device_keys"].get(user_id, {})
+        devices: list[JsonDict] = []
+        for row in await self._devices.list_devices(user_id):
+            device: JsonDict = {"device_id": row.device_id}
+            if row.device_id in device_keys:
+                device["keys"] = device_keys[row.device_id]
+            devices.append(device)
+        out: JsonDict = {
+            "user_id": user_id,
+            "stream_id": await self._store.latest_change(user_id),
+            "devices": devices,
+        }
+        if user_id in found["master_keys"]:
+            out["master_key"] = found["master_keys"][user_id]
+        if user_id in found["self_signing_keys"]:
+            out["self_signing_key"] = found["self_signing_keys"][user_id]
+        return out
+
+    async def query(self, wanted: Mapping[str, Sequence[str]]) -> JsonDict:
+        """``POST /user/keys/query``: our users' keys (others are left out)."""
+        return await self._keys.query_for_server(wanted)
+
+    async def claim(self, wanted: Mapping[str, Mapping[str, str]]) -> JsonDict:
+        """``POST /user/keys/claim``: one key per device of our users (others are left out)."""
+        local = {u: d for u, d in wanted.items() if self._local(u)}
+        claimed = await self._keys.claim(local) if local else {"one_time_keys": {}}
+        return {"one_time_keys": claimed["one_time_keys"]}
+
+    # --- out -------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Read the changes now (a local change was just committed)."""
+        self._wakeup.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Send our users' device-list changes to the servers sharing their rooms, forever."""
+        position = await self._store.position()
+        task_status.started()
+        while True:
+            try:
+                changes = await self._store.changes_after(position, _BATCH)
+                for change in changes:
+                    if self._local(change.user_id):
+                        await self._announce(change)
+                    position = change.stream_id
+            except Exception:
+                logger.exception("device-list updates after %d not sent; retrying", position)
+                changes = []
+            if len(changes) < _BATCH:
+                with trio.move_on_after(self._poll_interval if self._poll_interval else math.inf):
+                    await self._wakeup.wait()
+                self._wakeup = trio.Event()
+
+    async def _announce(self, change: DeviceChange) -> None:
+        if change.device_id.startswith(OWN_ONLY_CHANGE_PREFIX):
+            return
+        user_id = change.user_id
+        servers = {_server_of(u) for u in await self._sharing(user_id)} - {self._server_name, None}
+        if not servers:
+            return
+        found = await self._keys.query_for_server({user_id: []})
+        master = found["master_keys"].get(user_id)
+        self_signing = found["self_signing_keys"].get(user_id)
+        edu_type: str
+        if change.device_id in _public_keys(master) | _public_keys(self_signing):
+            edu_type = "m.signing_key_update"
+            content: JsonDict = {"user_id": user_id}
+            if master is not None:
+                content["master_key"] = master
+            if self_signing is not None:
+                content["self_signing_key"] = self_signing
+        else:
+            edu_type = "m.device_list_update"
+            previous = await self._store.previous_change(user_id, change.stream_id)
+            content = {
+                "user_id": user_id,
+                "device_id": change.device_id,
+                "stream_id": change.stream_id,
+                "prev_id": [] if previous is None else [previous],
+            }
+            keys = found["device_keys"].get(user_id, {}).get(change.device_id)
+            if keys is not None:
+                content["keys"] = keys
+            elif change.device_id not in {
+                d.device_id for d in await self._devices.list_devices(user_id)
+            }:
+                content["deleted"] = True
+        for server in sorted(s for s in servers if s is not None):
+            self._sender.send_edu(server, edu_type, content)
+
+    # --- in --------------------------------------------------------------------------------------
+
+    async def on_device_list_update(self, origin: str, content: Mapping[str, Any]) -> None:
+        """``m.device_list_update`` from ``origin``."""
+        user_id, device_id = content.get("user_id"), content.get("device_id")
+        if not isinstance(device_id, str) or not device_id:
+            logger.info("malformed m.device_list_update from %s dropped", origin)
+            return
+        await self._remote_changed(origin, user_id, device_id, "m.device_list_update")
+
+    async def on_signing_key_update(self, origin: str, content: Mapping[str, Any]) -> None:
+        """``m.signing_key_update`` from ``origin``."""
+        keys = sorted(
+            _public_keys(content.get("master_key")) | _public_keys(content.get("self_signing_key"))
+        )
+        if not keys:
+            logger.info("m.signing_key_update from %s without keys dropped", origin)
+            return
+        await self._remote_changed(origin, content.get("user_id"), keys[0], "m.signing_key_update")
+
+    async def _remote_changed(
+        self, origin: str, user_id: object, device_id: str, edu_type: str
+    ) -> None:
+        if _server_of(user_id) != origin or origin == self._server_name:
+            logger.info("%s from %s for %r dropped: not its user", edu_type, origin, user_id)
+            return
+        assert isinstance(user_id, str)
+        local = {u for u in await self._sharing(user_id) if self._local(u)}
+        if not local:
+            return  # nobody here shares a room with them: nothing to tell
+        position = await self._store.record_remote_change(user_id, device_id)
+        self._notifier.notify(StreamName.DEVICE_LISTS, position, user_ids=sorted(local))
