@@ -103,6 +103,8 @@ from homeserver.services.directory import (  # room directory
     RemoteDirectory,
 )
 from homeserver.services.e2ee_sync import E2eeSyncSource  # e2ee
+from homeserver.services.email import SmtpEmailSender  # email addresses as 3PIDs
+from homeserver.services.email_threepids import EmailVerificationService  # email addresses
 from homeserver.services.events import EventCreationService  # rooms
 from homeserver.services.federation_backfill import Backfiller  # federation: backfill
 from homeserver.services.federation_devices import (  # federation: EDUs and devices
@@ -275,6 +277,15 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
     phones = PhoneVerificationService(
         stores.threepids, stores.users, sender, limiter, clock, cfg.otp
     )
+    # email addresses as third-party identifiers
+    emails = EmailVerificationService(
+        stores.threepids,
+        stores.user_threepids,
+        SmtpEmailSender(cfg.email),
+        clock,
+        cfg.email,
+        server_name=cfg.server_name,
+    )
     uia = UiaService(
         stores.uia,
         stores.users,
@@ -284,6 +295,7 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
         clock,
         server_name=cfg.server_name,
         session_lifetime_ms=int(cfg.auth.uia_session_lifetime_s * 1000),
+        email_threepids=stores.user_threepids,
     )
     registration_lock = RegistrationLockService(
         stores.registration_locks, hasher, clock, cfg.registration_lock
@@ -300,6 +312,7 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
         spent=stores.spent_credentials,
         phones=phones,
         registration_lock=registration_lock,
+        email_threepids=stores.user_threepids,
     )
     registration = RegistrationService(
         stores.users,
@@ -313,6 +326,7 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
         password_min_length=cfg.auth.password_min_length,
         phone_signup=cfg.otp.enabled,
         profiles=stores.profiles,
+        emails=emails,
     )
     account = AccountService(
         stores.users,
@@ -321,6 +335,7 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
         hasher,
         clock,
         password_min_length=cfg.auth.password_min_length,
+        emails=emails,
     )
     apis: list[object] = [
         RegisterApi(
@@ -330,10 +345,16 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
             server_name=cfg.server_name,
             max_body_bytes=max_body,
             public_baseurl=cfg.public_baseurl,
+            emails=emails,
         ),
         LoginApi(auth, server_name=cfg.server_name, max_body_bytes=max_body),
         AccountApi(
-            account, uia, phones, max_body_bytes=max_body, public_baseurl=cfg.public_baseurl
+            account,
+            uia,
+            phones,
+            max_body_bytes=max_body,
+            public_baseurl=cfg.public_baseurl,
+            emails=emails,
         ),
         RegistrationTokensAdminApi(registration, max_body_bytes=max_body),
     ]
@@ -869,8 +890,15 @@ def _pushers(
     async def push_rules(user_id: str) -> Mapping[str, Any] | None:
         return await stores.account_data.get(user_id, GLOBAL, PUSH_RULES_TYPE)
 
-    http = httpx.AsyncClient(follow_redirects=False)
     push = cfg.push
+    verify: ssl.SSLContext | bool = True
+    if push.custom_ca_file is not None:
+        verify = ssl.create_default_context(cafile=str(cfg.resolve_path(push.custom_ca_file)))
+    http = httpx.AsyncClient(
+        follow_redirects=False,
+        verify=verify,
+        limits=httpx.Limits(max_keepalive_connections=None if push.reuse_connections else 0),
+    )
     sender = PushSender(
         store,
         HttpPushGateway(
@@ -1229,6 +1257,7 @@ def _federation_devices(
         server_name=cfg.server_name,
     )
     devices.register(registry)
+    e2ee.keys.add_change_listener(devices.wake)
     return devices, [UserKeysApi(devices, authenticate, cfg.limits.max_request_body_bytes)]
 
 
@@ -1383,6 +1412,7 @@ async def serve_homeserver(
                 federation_inbound.edus,
                 federation_keys.auth.authenticate,
             )
+            announcer.add_change_listener(federation_devices.wake)
 
         apis: dict[str, list[object]] = {
             "client": [

@@ -401,6 +401,10 @@ class PushConfig:
     retry_max_s: float = 600.0
     #: A pusher failing for this long skips the notification it is on.
     give_up_after_s: float = 86400.0
+    #: PEM bundle that replaces the system trust store for push gateway TLS (null: system).
+    custom_ca_file: str | None = None
+    #: Keep connections to push gateways open between requests (false: one per request).
+    reuse_connections: bool = True
 
     def problems(self) -> list[str]:
         """What is wrong with the values (for ``_validate``)."""
@@ -412,6 +416,18 @@ class PushConfig:
         if self.retry_max_s < self.retry_initial_s:
             out.append("push.retry_max_s: must be at least push.retry_initial_s")
         return out
+
+    def ca_problems(self, resolve: typing.Callable[[str], Path]) -> list[str]:
+        """``custom_ca_file`` cannot be read."""
+        if self.custom_ca_file is None:
+            return []
+        path = resolve(self.custom_ca_file)
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except OSError as e:
+            return [f"push.custom_ca_file: cannot read {path}: {e.strerror}"]
+        return []
 
 
 # --- end pushers config --------------------------------------------------------------------------
@@ -747,7 +763,7 @@ def _is_optional(tp: Any) -> bool:
 
 def _validate(cfg: Config, problems: list[str]) -> None:
     problems += cfg.typing.problems() + cfg.presence.problems()
-    problems += cfg.push.problems()  # pushers
+    problems += cfg.push.problems() + cfg.push.ca_problems(cfg.resolve_path)  # pushers
     problems += cfg.federation.problems(cfg.resolve_path)  # federation: keys
     if not _SERVER_NAME_RE.fullmatch(cfg.server_name):
         problems.append(f"server_name: not a valid server name: {cfg.server_name!r}")

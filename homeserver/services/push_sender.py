@@ -434,6 +434,10 @@ class PushSender:
                     rejected = await self._gateway.notify(str(pusher.data.get("url")), body)
                 except PushGatewayError as e:
                     logger.info("push to %s failed: %s", pusher.app_id, e)
+                else:
+                    logger.info(
+                        "pushed %s to %s of %s", notif.event_id, pusher.app_id, pusher.user_id
+                    )
             else:
                 rejected = []  # the event is gone: nothing to send
             if rejected is not None:
