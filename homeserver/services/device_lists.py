@@ -40,11 +40,16 @@ class DeviceListAnnouncer:
         self._streams = streams
         self._notifier = notifier
         self._on_deleted: list[Callable[[str, Sequence[str]], None]] = []
+        self._on_changed: list[Callable[[str], None]] = []
 
     def add_deletion_listener(self, listener: Callable[[str, Sequence[str]], None]) -> None:
         """Call ``listener(user_id, device_ids)`` after devices are deleted (caches of
         per-device data drop their entries)."""
         self._on_deleted.append(listener)
+
+    def add_change_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(user_id)`` after each announced change (federation sends it on)."""
+        self._on_changed.append(listener)
 
     def deleted(self, user_id: str, device_ids: Sequence[str]) -> None:
         for listener in self._on_deleted:
@@ -55,6 +60,8 @@ class DeviceListAnnouncer:
             position = await self._streams.current_position(StreamName.DEVICE_LISTS)
         users = {user_id} | await self._sharing(user_id)
         self._notifier.notify(StreamName.DEVICE_LISTS, position, user_ids=sorted(users))
+        for listener in self._on_changed:
+            listener(user_id)
 
 
 class AnnouncingDeviceStore(DeviceStore):

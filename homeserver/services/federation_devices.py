@@ -24,7 +24,9 @@ Spec: server-server-api.md › Device Management (``GET /user/devices/{userId}``
 State: :meth:`FederationDevices.run` keeps, in memory, the DEVICE_LISTS position sent up to; it
 starts at the current position, so changes made while no sender ran are not sent (the next
 change's ``prev_id`` shows the gap to the other server). One process runs it, the one that runs
-the federation sender. It reads the table every ``poll_interval`` seconds or when woken.
+the federation sender. It reads the table when woken (the device store's announcer and the key
+service call :meth:`FederationDevices.wake` after their commits), and every ``poll_interval``
+seconds for writers that do not.
 """
 
 from __future__ import annotations
@@ -196,8 +198,8 @@ class FederationDevices:
 
     # --- out -------------------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Read the changes now (a local change was just committed)."""
+    def wake(self, user_id: str = "") -> None:
+        """Read the changes now (a change of ``user_id`` was just committed)."""
         self._wakeup.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

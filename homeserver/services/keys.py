@@ -18,7 +18,7 @@ that cannot be asked comes back under ``failures``. Other servers read our users
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -200,10 +200,16 @@ class KeyService:
         self._remote: RemoteKeys = remote or NoRemoteKeys()
         self._counts_cache: dict[tuple[str, str], tuple[dict[str, int], list[str]]] = {}
         self._counts_version: dict[tuple[str, str], int] = {}
+        self._change_listeners: list[Callable[[str], None]] = []
 
     def use_remote(self, remote: RemoteKeys) -> None:
         """Ask other servers for their users' keys through ``remote`` (federation)."""
         self._remote = remote
+
+    def add_change_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(user_id)`` after each committed change of a user's keys that other
+        users must learn of (federation sends it on)."""
+        self._change_listeners.append(listener)
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -220,6 +226,9 @@ class KeyService:
         for user_id in user_ids:
             users |= await self._store.users_sharing_room(user_id)
         self._notifier.notify(StreamName.DEVICE_LISTS, position, user_ids=sorted(users))
+        for user_id in user_ids:
+            for listener in self._change_listeners:
+                listener(user_id)
 
     # --- /keys/upload ---------------------------------------------------------------------------
 
