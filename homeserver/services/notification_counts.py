@@ -37,6 +37,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import trio
+
 from federation.core.power_levels import get_creators
 from homeserver.services.push_evaluator import PushContext, PushEvaluator
 from homeserver.services.push_ruleset import PushRuleset
@@ -117,6 +119,9 @@ class _Entry:
     #: thread of recent events that are in a thread (for relations to them)
     threads: dict[str, str] = field(default_factory=dict)
     context: PushContext | None = None
+    #: held while the entry is brought forward: two syncs of one user (two devices) must not
+    #: evaluate the same events twice, nor reset ``context`` under each other
+    lock: trio.Lock = field(default_factory=trio.Lock)
 
 
 class NotificationCounts:
@@ -190,25 +195,42 @@ class NotificationCounts:
                 self._entries.clear()
             self._entries[key] = entry
         if upto > entry.upto:
-            after = entry.upto
-            for stored in window:  # newest first: the user's own newest event reads the rest
-                if stored.stream_ordering <= after:
-                    break
-                if stored.event.sender == user_id:
-                    self._sent(entry, stored.stream_ordering)
-                    if not _in_window(window, after, window_from, window_complete):
-                        entry.context = None  # state events may hide in what is skipped
-                    after = stored.stream_ordering
-                    break
-            if _in_window(window, after, window_from, window_complete):
-                new = [e for e in window if e.stream_ordering > after]
-            else:
-                got, _complete = await self._events(room_id, after, upto, MAX_EVALUATED)
-                new = list(got)
-            new.reverse()
-            await self._evaluate(user_id, room_id, entry, new)
-            entry.upto = upto
+            async with entry.lock:
+                if upto > entry.upto:
+                    await self._bring_forward(
+                        user_id, room_id, entry, upto, window, window_from, window_complete
+                    )
         return _count(entry)
+
+    async def _bring_forward(
+        self,
+        user_id: str,
+        room_id: str,
+        entry: _Entry,
+        upto: int,
+        window: Sequence[StoredEvent],
+        window_from: int | None,
+        window_complete: bool,
+    ) -> None:
+        """Evaluate the room's events in (entry.upto, upto]; the caller holds the entry's lock."""
+        after = entry.upto
+        for stored in window:  # newest first: the user's own newest event reads the rest
+            if stored.stream_ordering <= after:
+                break
+            if stored.event.sender == user_id:
+                self._sent(entry, stored.stream_ordering)
+                if not _in_window(window, after, window_from, window_complete):
+                    entry.context = None  # state events may hide in what is skipped
+                after = stored.stream_ordering
+                break
+        if _in_window(window, after, window_from, window_complete):
+            new = [e for e in window if e.stream_ordering > after]
+        else:
+            got, _complete = await self._events(room_id, after, upto, MAX_EVALUATED)
+            new = list(got)
+        new.reverse()
+        await self._evaluate(user_id, room_id, entry, new)
+        entry.upto = upto
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -241,11 +263,12 @@ class NotificationCounts:
                 if event.state_key is not None:
                     entry.context = None
                 continue
-            if entry.context is None:
-                entry.context = await self._context(user_id, room_id)
+            context = entry.context
+            if context is None:
+                context = entry.context = await self._context(user_id, room_id)
             if evaluator is None:
                 evaluator = await self._evaluator(user_id)
-            outcome = evaluator.evaluate(pdu, entry.context)
+            outcome = evaluator.evaluate(pdu, context)
             if event.state_key is not None:
                 entry.context = None  # members, names or power levels may have changed
             if outcome.notify:

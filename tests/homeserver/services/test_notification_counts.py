@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import trio
+import trio.testing
+
 from federation.core.events import Event
 from federation.core.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.services.notification_counts import MAX_EVALUATED, NotificationCounts
@@ -141,3 +144,32 @@ async def test_nothing_before_the_join_counts() -> None:
     src.add(*(_event(p) for p in range(1, 11)))
     counts = src.counts()
     assert await _total(counts, 10, joined_at=7) == 3
+
+
+async def test_two_syncs_at_once_count_each_event_once() -> None:
+    """Two devices' syncs bring the same entry forward at the same time: the second waits for
+    the first (before, both evaluated the same events, and one could reset the push context
+    while the other awaited the rules: a /sync answered 500)."""
+    src = Sources()
+    src.add(_event(1), _event(2), _event(3))
+    gate = trio.Event()
+    plain_rules = src.push_rules
+
+    async def slow_rules(user_id: str) -> Mapping[str, Any] | None:
+        await gate.wait()
+        return await plain_rules(user_id)
+
+    src.push_rules = slow_rules  # type: ignore[method-assign]
+    counts = src.counts()
+    results: list[int] = []
+
+    async def one() -> None:
+        results.append(await _total(counts, 3))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one)
+        nursery.start_soon(one)
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+    assert results == [3, 3]
+    assert src.rule_reads == 1
