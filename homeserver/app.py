@@ -897,7 +897,7 @@ def _pushers(
     http = httpx.AsyncClient(
         follow_redirects=False,
         verify=verify,
-        limits=httpx.Limits(max_keepalive_connections=None if push.reuse_connections else 0),
+        limits=httpx.Limits(max_keepalive_connections=20 if push.reuse_connections else 0),
     )
     sender = PushSender(
         store,
@@ -1216,8 +1216,8 @@ def _federation_edus(
     sender: FederationSender,
     registry: EduRegistry,
 ) -> FederationEdus:
-    """Typing, receipts and to-device messages to and from other servers: listens to the live
-    layer's services and the to-device service, and handles their EDUs from ``/send``. Run it in
+    """Typing, receipts, presence and to-device messages to and from other servers: listens to
+    the live layer's services and the to-device service, and handles their EDUs from ``/send``. Run it in
     the background nursery of the process that runs the sender."""
     edus = FederationEdus(
         live.typing,
@@ -1225,6 +1225,8 @@ def _federation_edus(
         e2ee.to_device,
         sender,
         FederationQueueStore(db).joined_servers,
+        live.presence,
+        stores.e2ee_keys.users_sharing_room,
         server_name=cfg.server_name,
     )
     edus.register(registry)

@@ -43,6 +43,8 @@ class Gateway:
     received: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     reject: set[str] = field(default_factory=set)
+    #: message bodies whose pushes are always answered 500
+    fail_bodies: set[str] = field(default_factory=set)
     failures: int = 0
     _changed: trio.Event = field(default_factory=trio.Event)
 
@@ -65,6 +67,9 @@ class Gateway:
         answer: dict[str, Any] = {}
         if scope["path"] != NOTIFY or scope["method"] != "POST":
             status = 404
+        elif status == 200 and _body_of(json.loads(body)) in self.fail_bodies:
+            status = 500
+            self.failures += 1
         elif status == 200:
             payload = json.loads(body)
             self.received.append(payload)
@@ -101,6 +106,11 @@ class Gateway:
         with trio.fail_after(WAIT):
             while self.failures < n:
                 await self._changed.wait()
+
+
+def _body_of(payload: dict[str, Any]) -> Any:
+    content = payload.get("notification", {}).get("content")
+    return content.get("body") if isinstance(content, dict) else None
 
 
 @pytest.fixture
@@ -429,6 +439,26 @@ async def test_failed_push_is_retried(homeserver_factory: ServerFactory, gateway
     body = await gateway.wait_for(is_message)
     assert body["notification"]["event_id"] == event_id
     assert sum(is_message(b) for b in gateway.received) == 1
+
+
+async def test_a_push_failing_too_long_is_skipped(
+    homeserver_factory: ServerFactory, gateway: Gateway
+) -> None:
+    server = await homeserver_factory(
+        push={"allow_private_destinations": True, "retry_initial_s": 0.05, "give_up_after_s": 0.3}
+    )
+    alice = await register(server, "alice")
+    bob = await register(server, "bob")
+    room_id = await dm(alice, bob)
+    assert (await alice.set_pusher(gateway.url)).status_code == 200
+    gateway.fail_bodies.add("never delivered")
+    await bob.send(room_id, "never delivered")
+    await gateway.wait_failures(1)
+    later = await bob.send(room_id, "delivered")
+    body = await gateway.wait_for(is_message)
+    assert body["notification"]["event_id"] == later
+    assert gateway.failures >= 2  # retried before giving up
+    assert [_body_of(b) for b in gateway.received if is_message(b)] == ["delivered"]
 
 
 async def test_unreachable_private_gateway_is_not_contacted(
