@@ -1211,14 +1211,15 @@ def _federation_memberships(
 def _federation_edus(
     cfg: Config,
     db: Database,
+    stores: Stores,
     live: _LiveLayer,
     e2ee: _E2ee,
     sender: FederationSender,
     registry: EduRegistry,
 ) -> FederationEdus:
     """Typing, receipts, presence and to-device messages to and from other servers: listens to
-    the live layer's services and the to-device service, and handles their EDUs from ``/send``. Run it in
-    the background nursery of the process that runs the sender."""
+    the live layer's services and the to-device service, and handles their EDUs from ``/send``.
+    Run it in the background nursery of the process that runs the sender."""
     edus = FederationEdus(
         live.typing,
         live.receipts,
@@ -1396,7 +1397,9 @@ async def serve_homeserver(
                 account_surface.profile,
             )
         federation_edus = (  # federation: EDUs and devices
-            _federation_edus(cfg, db, live, e2ee, federation_sender, federation_inbound.edus)
+            _federation_edus(
+                cfg, db, stores, live, e2ee, federation_sender, federation_inbound.edus
+            )
             if cfg.federation.enabled
             else None
         )

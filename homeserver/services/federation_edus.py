@@ -1,7 +1,8 @@
-"""Typing, receipts and to-device messages across servers: EDUs out and in.
+"""Typing, receipts, presence and to-device messages across servers: EDUs out and in.
 
 Spec: server-server-api.md › EDUs, › Typing Notifications (``m.typing``), › Receipts
-(``m.receipt``), › Send-to-device messaging (``m.direct_to_device``).
+(``m.receipt``), › Presence (``m.presence``), › Send-to-device messaging
+(``m.direct_to_device``).
 
 Out::
 
@@ -15,12 +16,18 @@ Out::
   is never sent to another server ("Servers MUST NOT send the m.read.private receipt to any
   other user").
 - To-device: a message ID per server and send; the sending server's ``*`` stays ``*``.
+- Presence: each published change of a local user, to the servers sharing a room with them,
+  as :meth:`PresenceService.for_other_servers` allows: the last-seen privacy setting applies to
+  other servers as to local users, so a ``nobody`` user's presence never leaves the server
+  (only the one ``offline`` when they become hidden), and ``contacts`` only reaches servers of
+  users sharing a room (the only ones presence is ever sent to).
 
 In: each handler checks that the user (or sender) belongs to the origin server, the spec's
 "the server MUST verify the sending server is the same as the user's server" (SyTest "Inbound
 federation rejects typing notifications from wrong remote"); anything else is dropped and
 logged. The services then apply their own checks as for a local user (joined to the room, the
 receipt's event in the room) so the remote user shows in local ``/sync`` like a local one.
+Presence is only taken for users who share a room with one of ours.
 Typing from another server lasts :data:`REMOTE_TYPING_TIMEOUT_MS` unless the server says it
 stopped (as Synapse). To-device messages are de-duplicated by ``(sender, message_id)`` through
 the to-device store's transaction IDs (a retried transaction delivers each message once).
@@ -42,6 +49,7 @@ import trio
 from federation.core.errors import InvalidIdentifier
 from federation.core.ids import parse_user_id
 from homeserver.errors import MatrixError
+from homeserver.services.presence import PresenceService
 from homeserver.services.receipts import READ, ReceiptsService
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.typing import TypingService
@@ -80,6 +88,8 @@ class FederationEdus:
         to_device: the to-device service (remote recipients routed here; remote messages in).
         sender: queues outbound EDUs.
         joined_servers: the servers with joined members in a room (current state).
+        presence: the presence service (listened to; remote presence applied to it).
+        users_sharing_room: the users in a room with a user (presence destinations).
         server_name: ours.
     """
 
@@ -90,6 +100,8 @@ class FederationEdus:
         to_device: ToDeviceService,
         sender: EduSender,
         joined_servers: Callable[[str], Awaitable[set[str]]],
+        presence: PresenceService,
+        users_sharing_room: Callable[[str], Awaitable[set[str]]],
         *,
         server_name: str,
     ) -> None:
@@ -98,6 +110,8 @@ class FederationEdus:
         self._to_device = to_device
         self._sender = sender
         self._joined_servers = joined_servers
+        self._presence = presence
+        self._sharing = users_sharing_room
         self._server_name = server_name
         # (room ID, edu_type, content)
         self._send, self._receive = trio.open_memory_channel[tuple[str, str, dict[str, Any]]](
@@ -106,12 +120,14 @@ class FederationEdus:
         typing.add_listener(self._on_typing)
         receipts.add_receipt_listener(self._on_receipt)
         to_device.use_remote(self._on_to_device)
+        presence.add_publish_listener(self._on_presence)
 
     def register(self, registry: Any) -> None:
         """Register the inbound handlers with the EDU registry (``EduRegistry``)."""
         registry.register("m.typing", self.on_typing_edu)
         registry.register("m.receipt", self.on_receipt_edu)
         registry.register("m.direct_to_device", self.on_to_device_edu)
+        registry.register("m.presence", self.on_presence_edu)
 
     def _is_local(self, user_id: str) -> bool:
         return _server_of(user_id) == self._server_name
@@ -147,6 +163,11 @@ class FederationEdus:
         content = {room_id: {READ: {user_id: {"event_ids": [event_id], "data": data}}}}
         self._queue(room_id, "m.receipt", content)
 
+    def _on_presence(self, user_id: str, privacy_changed: bool) -> None:
+        if self._is_local(user_id):
+            # the room ID slot carries the user: destinations and content are read in run()
+            self._queue(user_id, "m.presence", {"privacy_changed": privacy_changed})
+
     def _on_to_device(
         self,
         sender: str,
@@ -175,7 +196,17 @@ class FederationEdus:
         task_status.started()
         async for room_id, edu_type, content in self._receive:
             try:
-                servers = await self._joined_servers(room_id)
+                if edu_type == "m.presence":
+                    user_id = room_id
+                    found = await self._presence.for_other_servers(
+                        user_id, content["privacy_changed"]
+                    )
+                    if found is None:
+                        continue
+                    content = {"push": [{"user_id": user_id, **found}]}
+                    servers = {s for s in map(_server_of, await self._sharing(user_id)) if s}
+                else:
+                    servers = await self._joined_servers(room_id)
             except Exception:
                 logger.exception("cannot read the servers of %s: %s not sent", room_id, edu_type)
                 continue
@@ -237,6 +268,37 @@ class FederationEdus:
             )
         except MatrixError as e:
             logger.info("m.receipt from %s for %s in %s dropped: %s", origin, user_id, room_id, e)
+
+    async def on_presence_edu(self, origin: str, content: Mapping[str, Any]) -> None:
+        """``m.presence`` from ``origin``: ``{"push": [{user_id, presence, ...}]}``."""
+        push = content.get("push")
+        if not isinstance(push, list):
+            logger.info("malformed m.presence from %s dropped", origin)
+            return
+        for update in push:
+            if not isinstance(update, Mapping):
+                continue
+            user_id = update.get("user_id")
+            if _server_of(user_id) != origin:
+                logger.info("m.presence from %s for %r dropped: not its user", origin, user_id)
+                continue
+            assert isinstance(user_id, str)
+            state, status_msg = update.get("presence"), update.get("status_msg")
+            ago, active = update.get("last_active_ago"), update.get("currently_active")
+            if not isinstance(state, str):
+                continue
+            if not any(self._is_local(u) for u in await self._sharing(user_id)):
+                continue  # nobody here shares a room with them
+            try:
+                await self._presence.apply_remote(
+                    user_id,
+                    state,
+                    status_msg if isinstance(status_msg, str) else None,
+                    ago if isinstance(ago, int) and not isinstance(ago, bool) else None,
+                    active is True,
+                )
+            except MatrixError as e:
+                logger.info("m.presence from %s for %s dropped: %s", origin, user_id, e)
 
     async def on_to_device_edu(self, origin: str, content: Mapping[str, Any]) -> None:
         """``m.direct_to_device`` from ``origin``: into the local recipients' queues."""

@@ -41,13 +41,19 @@ user's presence needs ``everyone``, or ``contacts`` and a shared room; otherwise
 ``nobody`` target's changes are left out; when the setting changes the user's presence takes a
 new position, so viewers get ``{"presence": "offline"}`` (nothing else) once, and their
 clients stop showing a stale "online".
+
+Other servers (``services/federation_edus.py``): each published change of a local user is
+offered to the publish listeners; :meth:`PresenceService.for_other_servers` gives what may leave
+the server (nothing for a ``nobody`` user but the one ``offline`` when they become hidden).
+Presence from other servers is written by :meth:`PresenceService.apply_remote` without timers
+(their server tells us when it changes) and reaches ``/sync`` like a local user's.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +179,54 @@ class PresenceService:
         self._dirty: set[str] = set()
         self._last_sweep_ms = 0
         self._kick = trio.Event()
+        self._publish_listeners: list[Callable[[str, bool], None]] = []
+
+    def add_publish_listener(self, listener: Callable[[str, bool], None]) -> None:
+        """Call ``listener(user_id, privacy_changed)`` after each published change of a local
+        user (federation sends :meth:`for_other_servers` on)."""
+        self._publish_listeners.append(listener)
+
+    async def for_other_servers(self, user_id: str, privacy_changed: bool) -> JsonDict | None:
+        """The presence of local ``user_id`` that other servers sharing a room may see, or None:
+        a ``nobody`` user's presence never leaves, except ``offline`` when they became hidden."""
+        row, privacy_content = await self._store.get_with_privacy(user_id)
+        if row is None:
+            return None
+        if privacy_of(privacy_content) is LastSeenPrivacy.NOBODY:
+            return {"presence": OFFLINE} if privacy_changed else None
+        live = self._live.get(user_id)
+        return self._content(row.state, row.status_msg, row.currently_active, live, row)
+
+    async def apply_remote(
+        self,
+        user_id: str,
+        state: str,
+        status_msg: str | None,
+        last_active_ago: int | None,
+        currently_active: bool,
+    ) -> None:
+        """Publish the presence another server announced for its ``user_id`` (the caller has
+        checked the origin).
+
+        Raises:
+            InvalidParam: an unknown state or an over-long status message.
+        """
+        if state not in PRESENCE_STATES:
+            raise InvalidParam(f"presence must be one of {', '.join(PRESENCE_STATES)}")
+        if status_msg is not None and len(status_msg) > MAX_STATUS_MSG:
+            raise InvalidParam(f"status_msg is longer than {MAX_STATUS_MSG} characters")
+        if not self._cfg.enabled:
+            return
+        now = self._clock.time_ms()
+        last_active = now - max(0, last_active_ago) if last_active_ago is not None else 0
+        change = PresenceChange(user_id, state, status_msg, last_active, currently_active)
+        for write in await self._store.write_changes([change]):
+            self._notifier.notify(
+                StreamName.PRESENCE,
+                write.row.stream_id,
+                room_ids=write.room_ids,
+                user_ids=(user_id,),
+            )
 
     @property
     def enabled(self) -> bool:
@@ -483,6 +537,8 @@ class PresenceService:
                 room_ids=write.room_ids,
                 user_ids=(change.user_id,),
             )
+            for listener in self._publish_listeners:
+                listener(change.user_id, change.privacy_changed)
 
     async def load_online(self) -> None:
         """Take the users that are not offline into memory so their timers run (start-up)."""
