@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from homeserver.clock import Clock
 from homeserver.errors import Forbidden, NotFound
 from homeserver.services.auth import AuthService
+from homeserver.services.email_threepids import EmailVerificationService
 from homeserver.services.otp import PhoneVerificationService, ThreepidInUse
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.registration import check_password_strength
@@ -45,6 +46,7 @@ class AccountService:
         clock: Clock,
         *,
         password_min_length: int,
+        emails: EmailVerificationService | None = None,
     ) -> None:
         self._users = users
         self._auth = auth
@@ -52,6 +54,7 @@ class AccountService:
         self._hasher = hasher
         self._clock = clock
         self._min_password = password_min_length
+        self._emails = emails
 
     async def change_password(
         self, requester: Requester, new_password: str, *, logout_devices: bool
@@ -68,12 +71,31 @@ class AccountService:
         if logout_devices:
             await self._auth.logout_all(requester.user_id, except_device=requester.device_id)
 
+    async def reset_password(
+        self, user_id: str, new_password: str, *, logout_devices: bool
+    ) -> None:
+        """Set a new password of an account proved by its email address (no access token);
+        with ``logout_devices`` delete every device.
+
+        Raises:
+            WeakPassword: shorter than ``auth.password_min_length``.
+        """
+        check_password_strength(new_password, self._min_password)
+        password_hash = await self._hasher.hash(new_password)
+        if not await self._users.set_password_hash(user_id, password_hash):
+            raise NotFound("No such user")
+        if logout_devices:
+            await self._auth.logout_all(user_id)
+
     async def deactivate(self, user_id: str) -> None:
-        """Deactivate: forget password and phone number, delete every device and token.
+        """Deactivate: forget password, phone number and email addresses, delete every device
+        and token.
 
         The user ID is never reused; login then answers ``403 M_USER_DEACTIVATED``.
         """
         await self._users.deactivate_user(user_id)
+        if self._emails is not None:
+            await self._emails.unbind_all(user_id)
         await self._auth.logout_all(user_id)
 
     async def phones(self, user_id: str) -> list[BoundPhone]:

@@ -52,6 +52,7 @@ from homeserver.services.requester import Requester
 from homeserver.storage.devices import DeviceExists, DeviceStore
 from homeserver.storage.spent_credentials import SpentCredentialStore
 from homeserver.storage.tokens import AccessTokenInfo, IssuedTokens, TokenStore
+from homeserver.storage.user_threepids import UserThreepidStore
 from homeserver.storage.users import UserStore
 
 __all__ = ["AuthService", "Session", "UserDeactivated", "hash_token"]
@@ -117,6 +118,8 @@ class AuthService:
             login by SMS code).
         phones: validated phone numbers, for ``m.login.msisdn`` (None: not offered).
         registration_lock: PINs that phone logins must give (None: no lock).
+        email_threepids: addresses bound to accounts, for login with an email identifier
+            (None: not offered).
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class AuthService:
         spent: SpentCredentialStore | None = None,
         phones: PhoneVerificationService | None = None,
         registration_lock: RegistrationLockService | None = None,
+        email_threepids: UserThreepidStore | None = None,
     ) -> None:
         self._users = users
         self._tokens = tokens
@@ -145,6 +149,7 @@ class AuthService:
         self._spent = spent
         self._phones = phones
         self._lock = registration_lock
+        self._email_threepids = email_threepids
         self._seen: dict[tuple[str, str], tuple[int, str]] = {}
         # Access tokens looked up recently: every request authenticates, so this saves a
         # database read per request. Entries go when their device is deleted (logout, device
@@ -314,7 +319,7 @@ class AuthService:
             RegistrationLocked: a phone login without the account's right PIN (423).
         """
         _check_device_id(device_id)
-        user = await find_user(self._users, self._server_name, identifier)
+        user = await find_user(self._users, self._server_name, identifier, self._email_threepids)
         if user is not None:
             self._limiter.check("login", user.user_id)
             if user.deactivated:

@@ -1,4 +1,4 @@
-"""User identifiers and phone numbers, as login and user-interactive auth receive them.
+"""User identifiers, phone numbers and email addresses, as login and UIA receive them.
 
 Spec: client-server-api/_index.md › Identifier types (``m.id.user``, ``m.id.thirdparty``,
 ``m.id.phone``) and the 3PID appendix (msisdn: the number in international form, digits only).
@@ -18,6 +18,7 @@ from typing import Any
 import phonenumbers
 
 from homeserver.errors import BadJson, Codes, InvalidParam, MatrixError
+from homeserver.storage.user_threepids import UserThreepidStore
 from homeserver.storage.users import UserRow, UserStore
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ThirdPartyIdentifier",
     "UserIdIdentifier",
     "UserIdentifier",
+    "canonical_email",
     "e164_from_msisdn",
     "find_user",
     "msisdn_address",
@@ -51,7 +53,7 @@ class PhoneIdentifier:
 
 @dataclass(frozen=True, slots=True)
 class ThirdPartyIdentifier:
-    """``m.id.thirdparty`` with a medium this server does not bind (e.g. email)."""
+    """``m.id.thirdparty`` with a medium other than msisdn (email)."""
 
     medium: str
     address: str
@@ -94,6 +96,26 @@ def e164_from_msisdn(address: str) -> str:
 def msisdn_address(e164: str) -> str:
     """The spec's msisdn address form (digits only) of an E.164 number."""
     return e164.lstrip("+")
+
+
+def canonical_email(address: str) -> str:
+    """The case-folded form of an email address, as Synapse keeps them.
+
+    Raises:
+        InvalidParam: not ``local@domain`` (both parts non-empty, no whitespace, at most 254
+            characters).
+    """
+    address = address.strip()
+    local, sep, domain = address.rpartition("@")
+    if (
+        not sep
+        or not local
+        or not domain
+        or len(address) > 254
+        or any(c.isspace() or not c.isprintable() for c in address)
+    ):
+        raise InvalidParam("Invalid email address")
+    return f"{local.casefold()}@{domain.casefold()}"
 
 
 def region_of(e164: str) -> str | None:
@@ -154,17 +176,28 @@ def parse_identifier(body: Mapping[str, Any]) -> UserIdentifier:
 
 
 async def find_user(
-    users: UserStore, server_name: str, identifier: UserIdentifier
+    users: UserStore,
+    server_name: str,
+    identifier: UserIdentifier,
+    threepids: UserThreepidStore | None = None,
 ) -> UserRow | None:
     """The local account an identifier names, or ``None``.
 
     ``m.id.user`` takes a localpart or a full user ID; localparts are matched in lower case,
-    as registration stores them.
+    as registration stores them. An email address (``m.id.thirdparty``) is looked up
+    case-folded in ``threepids`` (the addresses bound to accounts) when given.
     """
     if isinstance(identifier, PhoneIdentifier):
         return await users.get_user_by_phone(identifier.e164)
     if isinstance(identifier, ThirdPartyIdentifier):
-        return None
+        if identifier.medium != "email" or threepids is None:
+            return None
+        try:
+            address = canonical_email(identifier.address)
+        except InvalidParam:
+            return None
+        bound = await threepids.owner("email", address)
+        return None if bound is None else await users.get_user(bound.user_id)
     user = identifier.user
     if user.startswith("@"):
         localpart, sep, server = user[1:].partition(":")

@@ -6,7 +6,8 @@ Token-authenticated registration (``m.login.registration_token``, ``/validity``)
 The policy comes from ``registration.policy``:
 
     closed  no flows: ``/register`` answers 403 M_FORBIDDEN; accounts come from the CLI.
-    open    [m.login.dummy]                          (+ [m.login.msisdn] when otp is enabled)
+    open    [m.login.dummy]                          (+ [m.login.msisdn] when otp is enabled,
+                                                        [m.login.email.identity] when email is)
     token   [m.login.registration_token, m.login.dummy]
                                                      (+ [..._token, m.login.msisdn])
 
@@ -39,11 +40,13 @@ from homeserver.clock import Clock
 from homeserver.config import RegistrationConfig, RegistrationPolicy
 from homeserver.errors import Codes, Forbidden, InvalidParam, MatrixError, MissingParam, NotFound
 from homeserver.services.auth import AuthService, Session
+from homeserver.services.email_threepids import EmailVerificationService
 from homeserver.services.otp import ThreepidInUse
 from homeserver.services.passwords import PasswordHasher
 from homeserver.services.profile import MAX_PROFILE_BYTES
 from homeserver.services.uia import (
     DUMMY,
+    EMAIL_IDENTITY,
     MSISDN,
     REGISTRATION_TOKEN,
     UiaRequired,
@@ -152,6 +155,7 @@ class RegistrationService:
         password_min_length: int,
         phone_signup: bool,
         profiles: ProfileStore | None = None,
+        emails: EmailVerificationService | None = None,
     ) -> None:
         self._users = users
         self._profiles = profiles
@@ -164,6 +168,7 @@ class RegistrationService:
         self._cfg = config
         self._min_password = password_min_length
         self._phone_signup = phone_signup
+        self._emails = emails
 
     @property
     def policy(self) -> RegistrationPolicy:
@@ -172,6 +177,8 @@ class RegistrationService:
     def flows(self) -> list[list[str]]:
         """The UIA flows ``/register`` offers under the configured policy."""
         last = [[DUMMY], *([[MSISDN]] if self._phone_signup else [])]
+        if self._emails is not None and self._emails.enabled:
+            last.append([EMAIL_IDENTITY])
         if self._cfg.policy == RegistrationPolicy.OPEN:
             return last
         if self._cfg.policy == RegistrationPolicy.TOKEN:
@@ -292,7 +299,12 @@ class RegistrationService:
             # token of an upgraded account is refused): the client goes on with the new one
             await self._auth.logout_all(user_id)
         else:
+            if proof.email is not None and self._emails is not None:
+                if await self._emails.owner(proof.email) is not None:
+                    raise ThreepidInUse("This email address is already in use")
             user_id = await self._create(username, password_hash, proof)
+            if proof.email is not None and self._emails is not None:
+                await self._emails.bind(user_id, proof.email)
         if proof.registration_token is not None:
             await self._tokens.consume(proof.registration_token)
         await self._uia.settle(session, {"user_id": user_id})

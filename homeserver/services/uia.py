@@ -34,7 +34,8 @@ Sessions:
 Stages: ``m.login.dummy`` (only where a flow offers it), ``m.login.password`` (re-auth of the
 requester's user: ``m.id.user`` / ``m.id.phone``; argon2; another user's password is 403, as on
 Synapse), ``m.login.registration_token``,
-``m.login.msisdn`` (``threepid_creds`` of a session validated by SMS code).
+``m.login.msisdn`` (``threepid_creds`` of a session validated by SMS code),
+``m.login.email.identity`` (``threepid_creds`` of a session validated by a mailed token).
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ from homeserver.services.requester import Requester
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.threepids import ThreepidStore
 from homeserver.storage.uia import UiaStore
+from homeserver.storage.user_threepids import UserThreepidStore
 from homeserver.storage.users import UserStore
 
 __all__ = [
     "DUMMY",
+    "EMAIL_IDENTITY",
     "MSISDN",
     "PASSWORD",
     "REGISTRATION_TOKEN",
@@ -77,7 +80,8 @@ DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
 MSISDN = "m.login.msisdn"
-KNOWN_STAGES = frozenset({DUMMY, PASSWORD, REGISTRATION_TOKEN, MSISDN})
+EMAIL_IDENTITY = "m.login.email.identity"
+KNOWN_STAGES = frozenset({DUMMY, PASSWORD, REGISTRATION_TOKEN, MSISDN, EMAIL_IDENTITY})
 
 
 def request_key(method: str, path: str, relevant: Mapping[str, Any] | None = None) -> str:
@@ -107,6 +111,8 @@ class UiaResult:
     registration_token: str | None = None
     #: the E.164 number an ``m.login.msisdn`` stage validated
     phone: str | None = None
+    #: the (case-folded) address an ``m.login.email.identity`` stage validated
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +183,8 @@ class UiaService:
         clock: session timestamps and expiry.
         server_name: to resolve localparts to user IDs.
         session_lifetime_ms: how long a session lives after it starts.
+        email_threepids: addresses bound to accounts, for ``m.login.password`` with an email
+            identifier and re-authentication with ``m.login.email.identity``.
     """
 
     def __init__(
@@ -190,6 +198,7 @@ class UiaService:
         *,
         server_name: str,
         session_lifetime_ms: int = 15 * 60 * 1000,
+        email_threepids: UserThreepidStore | None = None,
     ) -> None:
         self._store = store
         self._users = users
@@ -199,6 +208,7 @@ class UiaService:
         self._clock = clock
         self._server_name = server_name
         self._lifetime_ms = session_lifetime_ms
+        self._email_threepids = email_threepids
 
     async def open_session(
         self,
@@ -351,6 +361,7 @@ class UiaService:
             user_id=proved.get("user_id"),
             registration_token=proved.get("registration_token"),
             phone=proved.get("phone"),
+            email=proved.get("email"),
         )
 
     async def finish(self, result: UiaResult) -> None:
@@ -368,6 +379,8 @@ class UiaService:
             return await self._check_registration_token(auth)
         if stage == MSISDN:
             return await self._check_msisdn(auth, requester)
+        if stage == EMAIL_IDENTITY:
+            return await self._check_email(auth, requester)
         raise AssertionError(stage)  # pragma: no cover - KNOWN_STAGES is checked first
 
     async def _check_password(
@@ -377,7 +390,7 @@ class UiaService:
         if not isinstance(password, str):
             raise BadJson("auth.password must be a string")
         identifier = parse_identifier(auth)
-        user = await find_user(self._users, self._server_name, identifier)
+        user = await find_user(self._users, self._server_name, identifier, self._email_threepids)
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok or user.deactivated:
             raise _StageFailed(Codes.FORBIDDEN, "Invalid username or password")
@@ -418,6 +431,35 @@ class UiaService:
             if user is None or user.phone != session.address:
                 raise _StageFailed(Codes.FORBIDDEN, "This is not your account's phone number")
         return {"phone": session.address}
+
+    async def _check_email(
+        self, auth: Mapping[str, Any], requester: Requester | None
+    ) -> dict[str, Any]:
+        creds = auth.get("threepid_creds", auth.get("threepidCreds"))
+        if not isinstance(creds, dict):
+            raise BadJson("auth.threepid_creds must be an object")
+        sid = creds.get("sid")
+        secret = creds.get("client_secret")
+        if not isinstance(sid, str) or not isinstance(secret, str):
+            raise BadJson("threepid_creds needs sid and client_secret strings")
+        session = await self._threepids.get(sid)
+        if (
+            session is None
+            or session.medium != "email"
+            or not secrets.compare_digest(session.client_secret, secret)
+            or session.validated_ts is None
+        ):
+            raise _StageFailed(Codes.UNAUTHORIZED, "Email address not validated")
+        if requester is not None:
+            # re-authentication: the address must be bound to the requester's account
+            bound = (
+                await self._email_threepids.owner("email", session.address)
+                if self._email_threepids is not None
+                else None
+            )
+            if bound is None or bound.user_id != requester.user_id:
+                raise _StageFailed(Codes.FORBIDDEN, "This is not your account's email address")
+        return {"email": session.address}
 
     async def expire_sessions(self) -> int:
         """Delete expired sessions and release the registration token uses they reserved.

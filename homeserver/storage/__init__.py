@@ -61,6 +61,7 @@ from homeserver.storage.to_device import ToDeviceStore  # e2ee (0006)
 from homeserver.storage.tokens import TokenStore
 from homeserver.storage.uia import UiaStore
 from homeserver.storage.user_directory import UserDirectoryStore
+from homeserver.storage.user_threepids import UserThreepidStore
 from homeserver.storage.users import PhoneInUse, UserIdTaken, UserRow, UserStore
 
 __all__ = [
@@ -146,6 +147,8 @@ class Stores:
     search: SearchStore
     # --- reports (0015)
     reports: ReportStore
+    # --- email_threepids (0022)
+    user_threepids: UserThreepidStore
 
 
 def open_stores(db: Database) -> Stores:
@@ -193,4 +196,6 @@ def open_stores(db: Database) -> Stores:
         search=SearchStore(db),
         # --- reports (0015)
         reports=ReportStore(db),
+        # --- email_threepids (0022)
+        user_threepids=UserThreepidStore(db),
     )

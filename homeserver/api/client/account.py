@@ -13,13 +13,14 @@ from quart import request
 
 from homeserver.api._http import read_json_body, route
 from homeserver.api.client._fields import opt_bool, req_str
-from homeserver.api.client.register import request_msisdn_token
-from homeserver.errors import InvalidParam
+from homeserver.api.client.register import request_email_token, request_msisdn_token
+from homeserver.errors import Codes, InvalidParam, MatrixError, NotFound
 from homeserver.services.account import AccountService
+from homeserver.services.email_threepids import EmailPurpose, EmailVerificationService
 from homeserver.services.identifiers import e164_from_msisdn, msisdn_address
 from homeserver.services.otp import PhoneVerificationService
 from homeserver.services.requester import Requester
-from homeserver.services.uia import MSISDN, PASSWORD, UiaService, request_key
+from homeserver.services.uia import EMAIL_IDENTITY, MSISDN, PASSWORD, UiaService, request_key
 
 __all__ = ["AccountApi"]
 
@@ -35,7 +36,9 @@ class AccountApi:
         *,
         max_body_bytes: int,
         public_baseurl: str | None = None,
+        emails: EmailVerificationService | None = None,
     ) -> None:
+        self._emails = emails
         self._account = account
         self._uia = uia
         self._phones = phones
@@ -57,18 +60,40 @@ class AccountApi:
             body["device_id"] = requester.device_id
         return body
 
-    @route("POST", "/_matrix/client/v3/account/password", auth="user")
-    async def change_password(self, requester: Requester) -> Any:
+    @route("POST", "/_matrix/client/v3/account/password", auth="optional")
+    async def change_password(self, requester: Requester | None) -> Any:
         """POST /_matrix/client/v3/account/password — spec: Password management.
 
         "Changes the password for an account on this homeserver. This API endpoint uses the
         User-Interactive Authentication API to ensure the user changing the password is
         actually the owner of the account." ``logout_devices`` (default true) deletes the
         user's other devices.
+
+        Without an access token this is the password reset: "The homeserver may change the
+        flows available depending on whether a valid access token is provided." The one flow
+        is then ``m.login.email.identity``, with an address validated through
+        ``/account/password/email/requestToken``; every device of the account is logged out
+        unless ``logout_devices`` is false.
         """
         body = await read_json_body(self._max)
         new_password = req_str(body, "new_password", max_len=512)
         logout_devices = opt_bool(body, "logout_devices", True)
+        if requester is None:
+            if self._emails is None or not self._emails.enabled:
+                raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token")
+            reset = await self._uia.check(
+                requester=None,
+                body=body,
+                request_key=request_key("POST", request.path),
+                flows=[[EMAIL_IDENTITY]],
+                description="reset password",
+            )
+            owner = await self._emails.owner(reset.email) if reset.email is not None else None
+            if owner is None:
+                raise MatrixError(400, Codes.THREEPID_NOT_FOUND, "No account has this address")
+            await self._account.reset_password(owner, new_password, logout_devices=logout_devices)
+            await self._uia.finish(reset)
+            return {}
         proof = await self._uia.check(
             requester=requester,
             body=body,
@@ -110,15 +135,27 @@ class AccountApi:
         the user's account." Only phone numbers (``msisdn``) are kept here.
         """
         phones = await self._account.phones(requester.user_id)
+        emails = await self._emails.addresses(requester.user_id) if self._emails else []
         return {
             "threepids": [
-                {
-                    "medium": "msisdn",
-                    "address": msisdn_address(p.phone),
-                    "validated_at": p.added_at,
-                    "added_at": p.added_at,
-                }
-                for p in phones
+                *(
+                    {
+                        "medium": "email",
+                        "address": e.address,
+                        "validated_at": e.validated_at,
+                        "added_at": e.added_at,
+                    }
+                    for e in emails
+                ),
+                *(
+                    {
+                        "medium": "msisdn",
+                        "address": msisdn_address(p.phone),
+                        "validated_at": p.added_at,
+                        "added_at": p.added_at,
+                    }
+                    for p in phones
+                ),
             ]
         }
 
@@ -143,7 +180,8 @@ class AccountApi:
             flows=[[PASSWORD]],
             description="add phone number",
         )
-        await self._account.bind_phone(requester, sid=sid, client_secret=client_secret)
+        if not await self._bind_email(requester, sid=sid, client_secret=client_secret):
+            await self._account.bind_phone(requester, sid=sid, client_secret=client_secret)
         await self._uia.finish(proof)
         return {}
 
@@ -158,9 +196,12 @@ class AccountApi:
         """
         body = await read_json_body(self._max)
         medium = req_str(body, "medium", max_len=32)
-        address = req_str(body, "address", max_len=64)
+        address = req_str(body, "address", max_len=512)
+        if medium == "email" and self._emails is not None:
+            await self._emails.unbind(requester.user_id, address)
+            return {"id_server_unbind_result": "no-support"}
         if medium != "msisdn":
-            raise InvalidParam("Only msisdn third-party identifiers are supported")
+            raise InvalidParam("Only email and msisdn third-party identifiers are supported")
         await self._account.unbind_phone(requester.user_id, e164_from_msisdn(address))
         return {"id_server_unbind_result": "no-support"}
 
@@ -174,3 +215,47 @@ class AccountApi:
         """
         body = await read_json_body(self._max)
         return await request_msisdn_token(self._phones, body, public_baseurl=self._public_baseurl)
+
+    async def _bind_email(self, requester: Requester, *, sid: str, client_secret: str) -> bool:
+        """Bind the address of an email validation session; False if ``sid`` is not one."""
+        if self._emails is None:
+            return False
+        try:
+            address = await self._emails.validated_address(sid=sid, client_secret=client_secret)
+        except NotFound:
+            return False
+        if requester.is_guest:
+            raise MatrixError(403, Codes.FORBIDDEN, "Guests cannot add email addresses")
+        await self._emails.bind(requester.user_id, address)
+        return True
+
+    @route("POST", "/_matrix/client/v3/account/3pid/email/requestToken")
+    async def email_request_token(self) -> Any:
+        """POST /_matrix/client/v3/account/3pid/email/requestToken — spec: Adding account
+        administrative contact information.
+
+        "The homeserver must check that the given email address is **not** already associated
+        with an account on this homeserver." (``M_THREEPID_IN_USE``). Answers with ``sid`` and
+        ``submit_url``.
+        """
+        body = await read_json_body(self._max)
+        return await request_email_token(
+            self._emails, body, public_baseurl=self._public_baseurl, purpose=EmailPurpose.ADD
+        )
+
+    @route("POST", "/_matrix/client/v3/account/password/email/requestToken")
+    async def password_email_request_token(self) -> Any:
+        """POST /_matrix/client/v3/account/password/email/requestToken — spec: Password
+        management.
+
+        "The homeserver should validate the email itself, either by sending a validation email
+        itself or by using a service it has control over." ``M_THREEPID_NOT_FOUND`` when no
+        account has the address.
+        """
+        body = await read_json_body(self._max)
+        return await request_email_token(
+            self._emails,
+            body,
+            public_baseurl=self._public_baseurl,
+            purpose=EmailPurpose.PASSWORD_RESET,
+        )

@@ -15,14 +15,25 @@ from homeserver.api._http import JsonResponse, client_ip, read_json_body, route
 from homeserver.api.client._fields import opt_bool, opt_int, opt_str, req_str
 from homeserver.errors import BadJson, Codes, InvalidParam, MatrixError, MissingParam
 from homeserver.services.auth import Session
+from homeserver.services.email_threepids import EmailPurpose, EmailVerificationService
 from homeserver.services.otp import PhoneVerificationService
 from homeserver.services.registration import RegisterRequest, RegistrationService
 from homeserver.services.uia import UiaService, request_key
 
-__all__ = ["SUBMIT_TOKEN_PATH", "RegisterApi", "base_url", "request_msisdn_token", "session_body"]
+__all__ = [
+    "EMAIL_SUBMIT_TOKEN_PATH",
+    "SUBMIT_TOKEN_PATH",
+    "RegisterApi",
+    "base_url",
+    "request_email_token",
+    "request_msisdn_token",
+    "session_body",
+]
 
 #: Where clients submit SMS codes (the ``submit_url`` of ``requestToken``); not a spec path.
 SUBMIT_TOKEN_PATH = "/_homeserver/client/v1/msisdn/submit_token"
+#: Where clients submit mailed tokens, and where the link in the mail points; not a spec path.
+EMAIL_SUBMIT_TOKEN_PATH = "/_homeserver/client/v1/email/submit_token"
 
 
 def session_body(session: Session, server_name: str) -> dict[str, Any]:
@@ -75,6 +86,31 @@ async def request_msisdn_token(
     }
 
 
+async def request_email_token(
+    emails: EmailVerificationService | None,
+    body: dict[str, Any],
+    *,
+    public_baseurl: str | None,
+    purpose: EmailPurpose,
+) -> dict[str, Any]:
+    """The shared body of the ``email/requestToken`` endpoints (``id_server`` is ignored:
+    this server sends the mail itself)."""
+    if emails is None or not emails.enabled:
+        raise MatrixError(400, Codes.THREEPID_DENIED, "Email validation is not enabled")
+    send_attempt = opt_int(body, "send_attempt")
+    if send_attempt is None:
+        raise MissingParam("send_attempt is required")
+    submit_url = base_url(public_baseurl) + EMAIL_SUBMIT_TOKEN_PATH
+    sid = await emails.request_token(
+        client_secret=req_str(body, "client_secret", max_len=255),
+        email=req_str(body, "email", max_len=512),
+        send_attempt=send_attempt,
+        purpose=purpose,
+        submit_url=submit_url,
+    )
+    return {"sid": sid, "submit_url": submit_url}
+
+
 def _opt_bool(body: dict[str, Any], key: str) -> bool | None:
     return opt_bool(body, key, False) if body.get(key) is not None else None
 
@@ -106,7 +142,9 @@ class RegisterApi:
         server_name: str,
         max_body_bytes: int,
         public_baseurl: str | None = None,
+        emails: EmailVerificationService | None = None,
     ) -> None:
+        self._emails = emails
         self._reg = registration
         self._uia = uia
         self._phones = phones
@@ -204,4 +242,53 @@ class RegisterApi:
             client_secret=req_str(body, "client_secret", max_len=255),
             code=token,
         )
+        return JsonResponse({"success": True})
+
+    @route("POST", "/_matrix/client/v3/register/email/requestToken")
+    async def email_request_token(self) -> Any:
+        """POST /_matrix/client/v3/register/email/requestToken — spec: Account registration.
+
+        "The homeserver must check that the given email address is not already associated
+        with an account on this homeserver." (``M_THREEPID_IN_USE``). This server mails the
+        token itself and answers with a ``submit_url``.
+        """
+        body = await read_json_body(self._max)
+        return await request_email_token(
+            self._emails, body, public_baseurl=self._public_baseurl, purpose=EmailPurpose.REGISTER
+        )
+
+    @route("POST", EMAIL_SUBMIT_TOKEN_PATH)
+    async def email_submit_token(self) -> Any:
+        """POST /_homeserver/client/v1/email/submit_token — the ``submit_url`` of the
+        ``email/requestToken`` endpoints.
+
+        Spec (registration.yaml, ``submit_url``): the client submits ``{sid, client_secret,
+        token}`` "with identical parameters to the Identity Service API's
+        ``POST /validate/email/submitToken`` endpoint" → ``{"success": true}``.
+        """
+        if self._emails is None:
+            raise MatrixError(400, Codes.THREEPID_DENIED, "Email validation is not enabled")
+        body = await read_json_body(self._max)
+        await self._emails.submit_token(
+            sid=req_str(body, "sid", max_len=255),
+            client_secret=req_str(body, "client_secret", max_len=255),
+            token=req_str(body, "token", max_len=255),
+        )
+        return JsonResponse({"success": True})
+
+    @route("GET", EMAIL_SUBMIT_TOKEN_PATH)
+    async def email_validation_link(self) -> Any:
+        """GET /_homeserver/client/v1/email/submit_token — the link in the validation mail.
+
+        Spec (Identity Service API › ``GET /validate/email/submitToken``, which this mirrors):
+        validates the session from the ``sid``, ``client_secret`` and ``token`` query
+        parameters. Answers with a short text for the person who opened the link.
+        """
+        if self._emails is None:
+            raise MatrixError(400, Codes.THREEPID_DENIED, "Email validation is not enabled")
+        args = request.args
+        sid, secret, token = args.get("sid"), args.get("client_secret"), args.get("token")
+        if not sid or not secret or not token:
+            raise MissingParam("sid, client_secret and token are required")
+        await self._emails.submit_token(sid=sid, client_secret=secret, token=token)
         return JsonResponse({"success": True})
