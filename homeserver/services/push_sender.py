@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
 _INGEST_BATCH = 200
 _SEND_BATCH = 20
+#: members evaluated between checkpoints (about 20 µs each)
+_YIELD_EVERY = 256
 #: ``GET /notifications`` keeps this long of history.
 _RETENTION_MS = 30 * 24 * 3600 * 1000
 _PRUNE_INTERVAL_S = 3600.0
@@ -319,7 +321,9 @@ class PushSender:
             if create is None or version is None
             else get_creators(version, create.event)
         )
-        for user_id in targets:
+        for i, user_id in enumerate(targets):
+            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await trio.lowlevel.checkpoint()  # big rooms: let requests run in between
             if user_id == event.sender:
                 continue
             member = state.local_members.get(user_id)
