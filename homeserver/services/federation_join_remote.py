@@ -38,6 +38,8 @@ the room's next event resolves them (a rule for one joining process per room wou
 from __future__ import annotations
 
 import logging
+import secrets
+import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,6 +58,7 @@ from federation.core.builder import (
     build_event,
     check_event_format,
     check_received_event,
+    hash_and_sign_event,
     key_lookup,
     required_signature_servers,
 )
@@ -69,7 +72,7 @@ from federation.core.errors import (
     UnsupportedRoomVersion,
 )
 from federation.core.events import Event, StateKey
-from federation.core.hashing import room_id_from_create_event
+from federation.core.hashing import compute_event_id, room_id_from_create_event
 from federation.core.ids import parse_room_id, parse_user_id
 from federation.core.power_levels import CREATE_KEY
 from federation.core.room_versions import (
@@ -318,6 +321,10 @@ class RemoteMemberships:
             raise _CandidateFailed(f"send_join: HTTP {e.status} {e.errcode or ''}") from None
         except FederationError as e:
             raise _CandidateFailed(f"send_join: {type(e).__name__}") from None
+        try:
+            check_event_format(version, event.pdu)
+        except EventFormatError as e:
+            raise _CandidateFailed(f"the join built from the template is invalid: {e}") from None
         if answer.event is not None:
             event = await self._resident_copy(version, event, answer.event)
         return await self._accept(version, event, [*answer.state], [*answer.auth_chain])
@@ -356,26 +363,23 @@ class RemoteMemberships:
             {k: v for k, v in content.items() if k not in ("join_authorised_via_users_server",)}
         )
         merged["membership"] = "join"
-        depth = template.get("depth")
+        # the template as given (its prev and auth events untouched, as Synapse fills it in;
+        # the resident judges them), with our content, origin, time, hashes and signature
+        pdu = {
+            k: v
+            for k, v in template.items()
+            if k not in ("signatures", "hashes", "unsigned", "event_id")
+        }
+        pdu.update(content=merged, origin=self._server_name, origin_server_ts=self._clock.time_ms())
+        if version.event_id_format is EventIdFormat.V1_ORIGIN:
+            local = "".join(secrets.choice(string.ascii_letters) for _ in range(18))
+            pdu["event_id"] = f"${local}:{self._server_name}"
         try:
-            prevs, prev_hashes = _refs(version, template.get("prev_events"))
-            auths, auth_hashes = _refs(version, template.get("auth_events"))
-            return build_event(
-                version,
-                room_id=room_id,
-                sender=user_id,
-                type="m.room.member",
-                content=merged,
-                prev_event_ids=prevs,
-                auth_event_ids=auths,
-                depth=depth if isinstance(depth, int) and not isinstance(depth, bool) else 0,
-                origin_server_ts=self._clock.time_ms(),
-                origin=self._server_name,
-                signing_key=self._key,
-                state_key=user_id,
-                event_hashes={**prev_hashes, **auth_hashes} if prev_hashes or auth_hashes else None,
-            )
-        except (EventFormatError, CanonicalJSONError, ValueError) as e:
+            signed = hash_and_sign_event(version, pdu, self._server_name, self._key)
+            if version.event_id_format is EventIdFormat.V1_ORIGIN:
+                return Event(version, signed, signed["event_id"])
+            return Event(version, signed, compute_event_id(version, signed))
+        except (ProtocolError, KeyError, TypeError, ValueError) as e:
             raise _CandidateFailed(f"cannot build the join from the template: {e}") from None
 
     async def _resident_copy(self, version: RoomVersion, ours: Event, theirs: Any) -> Event:
@@ -591,13 +595,15 @@ def _refs(version: RoomVersion, value: Any) -> tuple[list[str], dict[str, Mappin
     ids: list[str] = []
     hashes: dict[str, Mapping[str, Any]] = {}
     for ref in value:
-        if version.event_id_format is EventIdFormat.V1_ORIGIN:
-            if not (isinstance(ref, list) and ref and isinstance(ref[0], str)):
-                raise ValueError("v1 event references are [event_id, hashes]")
+        # either form is read whatever the version (a template without ``room_version`` is
+        # taken as v1); the event is then written in the version's own form
+        if isinstance(ref, list) and ref and isinstance(ref[0], str):
             ids.append(ref[0])
             hashes[ref[0]] = ref[1] if len(ref) > 1 and isinstance(ref[1], Mapping) else {}
-        else:
-            if not isinstance(ref, str):
-                raise ValueError("event references are event IDs")
+        elif isinstance(ref, str):
             ids.append(ref)
+        else:
+            raise ValueError("event references are event IDs or [event_id, hashes]")
+    if version.event_id_format is not EventIdFormat.V1_ORIGIN:
+        hashes = {}
     return ids, hashes
