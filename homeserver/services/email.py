@@ -2,9 +2,9 @@
 
 :class:`EmailSender` is what the email validation service sees; :class:`SmtpEmailSender` sends
 through the standard library's :mod:`smtplib` in a worker thread (``trio.to_thread``), one
-connection per mail (validation mails are rare). Any SMTP or connection error becomes
-:class:`EmailDeliveryFailed` (``500 M_UNKNOWN`` to the client; the details are logged, never
-forwarded).
+connection per mail (validation mails are rare). An SMTP or connection error before the server
+accepted the mail becomes :class:`EmailDeliveryFailed` (``500 M_UNKNOWN`` to the client; the
+details are logged, never forwarded).
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class SmtpEmailSender:
 
     def _send_sync(self, msg: EmailMessage) -> None:
         cfg = self._cfg
-        with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout_s) as smtp:
+        smtp = smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout_s)
+        try:
             smtp.ehlo()
             if cfg.require_transport_security:
                 smtp.starttls(context=ssl.create_default_context())
@@ -79,3 +80,12 @@ class SmtpEmailSender:
             if cfg.smtp_user is not None and cfg.smtp_password is not None:
                 smtp.login(cfg.smtp_user, cfg.smtp_password)
             smtp.send_message(msg)
+        except BaseException:
+            smtp.close()
+            raise
+        # The mail was accepted: a server that hangs up instead of answering QUIT (SyTest's
+        # does) has still taken it.
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()

@@ -51,6 +51,8 @@ class SmtpReceiver:
     send: trio.MemorySendChannel[Mail] | None = None
     receive: trio.MemoryReceiveChannel[Mail] | None = None
     received: list[Mail] = field(default_factory=list)
+    #: hang up after accepting a mail instead of waiting for QUIT (as SyTest's server does)
+    hang_up_after_data: bool = False
 
     async def next_mail(self) -> Mail:
         assert self.receive is not None
@@ -97,6 +99,9 @@ class SmtpReceiver:
                     assert self.send is not None
                     self.send.send_nowait(mail)
                     await stream.send_all(b"250 queued\r\n")
+                    if self.hang_up_after_data:
+                        await stream.aclose()
+                        return
                 elif verb == "QUIT":
                     await stream.send_all(b"221 bye\r\n")
                     return
@@ -404,3 +409,32 @@ async def test_disabled_and_unreachable_smtp(homeserver_factory):
     async with srv.client() as c:
         r = await c.post(REGISTER_TOKEN, json=token_body("x@example.org"))
         assert (r.status_code, r.json()["errcode"]) == (500, "M_UNKNOWN"), r.text
+
+
+async def test_deprecated_account_3pid_binds_a_validated_session(hs, smtp):
+    user = await hs.register("erin")
+    headers = bearer(user["access_token"])
+    async with hs.client() as c:
+        sid = await validate(c, smtp, ADD_TOKEN, "erin@example.org", secret="old")
+        r = await c.post("/_matrix/client/v3/account/3pid", json={}, headers=headers)
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_BAD_JSON")
+        creds = {"sid": "nosuch", "client_secret": "old", "id_server": "id.example.org"}
+        r = await c.post(
+            "/_matrix/client/v3/account/3pid", json={"three_pid_creds": creds}, headers=headers
+        )
+        assert (r.status_code, r.json()["errcode"]) == (404, "M_NOT_FOUND")
+        creds["sid"] = sid
+        r = await c.post(
+            "/_matrix/client/v3/account/3pid", json={"three_pid_creds": creds}, headers=headers
+        )
+        assert r.status_code == 200, r.text
+        r = await c.get("/_matrix/client/v3/account/3pid", headers=headers)
+        assert [t["address"] for t in r.json()["threepids"]] == ["erin@example.org"]
+
+
+async def test_a_server_hanging_up_after_taking_the_mail_is_a_success(hs, smtp):
+    smtp.hang_up_after_data = True
+    async with hs.client() as c:
+        r = await c.post(REGISTER_TOKEN, json=token_body("hangup@example.org"))
+        assert r.status_code == 200, r.text
+        assert (await smtp.next_mail()).recipients == ["hangup@example.org"]

@@ -14,7 +14,7 @@ from quart import request
 from homeserver.api._http import read_json_body, route
 from homeserver.api.client._fields import opt_bool, req_str
 from homeserver.api.client.register import request_email_token, request_msisdn_token
-from homeserver.errors import Codes, InvalidParam, MatrixError, NotFound
+from homeserver.errors import BadJson, Codes, InvalidParam, MatrixError, NotFound
 from homeserver.services.account import AccountService
 from homeserver.services.email_threepids import EmailPurpose, EmailVerificationService
 from homeserver.services.identifiers import e164_from_msisdn, msisdn_address
@@ -158,6 +158,26 @@ class AccountApi:
                 ),
             ]
         }
+
+    @route("POST", "/_matrix/client/v3/account/3pid", auth="user")
+    async def add_threepid_deprecated(self, requester: Requester) -> Any:
+        """POST /_matrix/client/v3/account/3pid — spec: Adding account administrative contact
+        information (deprecated).
+
+        "Adds contact information to the user's account." The ``three_pid_creds`` name a
+        session this server validated itself (its ``id_server`` is not asked: Synapse does the
+        same when it sends the mails); the address is bound as with ``/3pid/add``, without
+        user-interactive auth (as the deprecated endpoint has none).
+        """
+        body = await read_json_body(self._max)
+        creds = body.get("three_pid_creds", body.get("threePidCreds"))
+        if not isinstance(creds, dict):
+            raise BadJson("three_pid_creds must be an object")
+        sid = req_str(creds, "sid", max_len=255)
+        client_secret = req_str(creds, "client_secret", max_len=255)
+        if not await self._bind_email(requester, sid=sid, client_secret=client_secret):
+            await self._account.bind_phone(requester, sid=sid, client_secret=client_secret)
+        return {}
 
     @route("POST", "/_matrix/client/v3/account/3pid/add", auth="user")
     async def add_threepid(self, requester: Requester) -> Any:
