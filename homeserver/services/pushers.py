@@ -147,6 +147,12 @@ def pusher_json(p: PusherRow) -> JsonDict:
     return out
 
 
+def _check_not_guest(requester: Requester) -> None:
+    """Guests have no pushers or notifications list (as in Synapse)."""
+    if requester.is_guest:
+        raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest accounts cannot use pushers")
+
+
 class PusherService:
     """``/pushers``, ``/pushers/set`` and ``/notifications``.
 
@@ -174,10 +180,12 @@ class PusherService:
         self._allow_private = allow_private
 
     async def pushers(self, requester: Requester) -> list[JsonDict]:
+        _check_not_guest(requester)
         return [pusher_json(p) for p in await self._store.pushers_of(requester.user_id)]
 
     async def set_pusher(self, requester: Requester, body: Mapping[str, Any]) -> None:
         """Create, update (same user, app ID and pushkey) or, with ``kind: null``, delete."""
+        _check_not_guest(requester)
         pushkey = _req_str(body, "pushkey")
         app_id = _req_str(body, "app_id")
         if len(pushkey.encode()) > 512:
@@ -250,6 +258,7 @@ class PusherService:
         only: str | None,
     ) -> JsonDict:
         """``GET /notifications``: the newest first, ``next_token`` while there may be more."""
+        _check_not_guest(requester)
         before: int | None = None
         if from_token is not None:
             try:

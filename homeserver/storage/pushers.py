@@ -333,7 +333,8 @@ class PusherStore:
     async def set_pusher(self, pusher: PusherRow, *, append: bool) -> PusherRow:
         """Create the pusher, or update the one with its key (keeping its send position).
 
-        A new pusher starts at the newest event: it is sent what notifies from now on.
+        A new pusher, or one enabled again, starts at the newest event: it is sent what
+        notifies from now on.
         Without ``append``, the pushers of *other* users with the same app ID and pushkey are
         deleted (spec: ``append``). Returns the pusher as stored.
 
@@ -356,11 +357,25 @@ class PusherStore:
                 "data_json": json.dumps(pusher.data, ensure_ascii=False),
                 "enabled": pusher.enabled,
             }
-            if not await conn.execute(_UPDATE_PUSHER, values):
+            before = await conn.fetch_one(_GET_PUSHER, key)
+            if before is None:
                 newest = await conn.fetch_val(_MAX_STREAM)
                 values["created_ts"] = pusher.created_ts
                 values["last_stream_ordering"] = int(newest) if newest is not None else 0
                 await conn.execute(_INSERT_PUSHER, values)
+            else:
+                await conn.execute(_UPDATE_PUSHER, values)
+                if pusher.enabled and not _pusher(before).enabled:
+                    # re-enabled: what notified while it was off is not sent
+                    newest = await conn.fetch_val(_MAX_STREAM)
+                    await conn.execute(
+                        _ADVANCE,
+                        {
+                            **key,
+                            "position": int(newest) if newest is not None else 0,
+                            "failing_since": None,
+                        },
+                    )
             row = await conn.fetch_one(_GET_PUSHER, key)
             assert row is not None
             return _pusher(row)

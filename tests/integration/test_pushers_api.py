@@ -287,6 +287,22 @@ async def test_missing_kind_and_bad_body(homeserver_factory: ServerFactory) -> N
         assert (await c.get(f"{V3}/pushers")).status_code == 401
 
 
+async def test_guests_have_no_pushers(homeserver_factory: ServerFactory) -> None:
+    server = await homeserver_factory(registration={"policy": "open", "allow_guests": True})
+    async with server.client() as c:
+        r = await c.post(f"{V3}/register", params={"kind": "guest"}, json={})
+    assert r.status_code == 200, r.text
+    guest = User(server, r.json())
+    for method, path, body in (
+        ("GET", f"{V3}/pushers", None),
+        ("GET", f"{V3}/notifications", None),
+    ):
+        r = await guest.request(method, path, body)
+        assert (r.status_code, r.json()["errcode"]) == (403, "M_GUEST_ACCESS_FORBIDDEN")
+    r = await guest.set_pusher("https://push.example.org" + NOTIFY)
+    assert (r.status_code, r.json()["errcode"]) == (403, "M_GUEST_ACCESS_FORBIDDEN")
+
+
 async def test_private_destination_allowed_by_config(homeserver_factory: ServerFactory) -> None:
     server = await homeserver_factory(**PRIVATE)
     alice = await register(server, "alice")
@@ -424,6 +440,28 @@ async def test_rejected_pushkey_is_removed(
     assert all(
         b["notification"]["devices"][0]["pushkey"] == "good" for b in gateway.received[start:]
     )
+
+
+async def test_disabled_pusher_is_not_sent_to(
+    homeserver_factory: ServerFactory, gateway: Gateway
+) -> None:
+    server = await homeserver_factory(**PRIVATE)
+    alice = await register(server, "alice")
+    bob = await register(server, "bob")
+    room_id = await dm(alice, bob)
+    assert (await alice.set_pusher(gateway.url, pushkey="off", enabled=False)).status_code == 200
+    assert (await alice.set_pusher(gateway.url, pushkey="on", append=True)).status_code == 200
+    assert {p["pushkey"]: p["enabled"] for p in await alice.pushers()} == {"off": False, "on": True}
+    await bob.send(room_id, "one")
+    await gateway.wait_for(is_message)
+    assert [b["notification"]["devices"][0]["pushkey"] for b in gateway.received] == ["on"]
+    # enabling it again: it is sent what notifies from then on
+    assert (await alice.set_pusher(gateway.url, pushkey="off", append=True)).status_code == 200
+    second = await bob.send(room_id, "two")
+    body = await gateway.wait_for(
+        lambda b: b["notification"]["devices"][0]["pushkey"] == "off" and is_message(b)
+    )
+    assert body["notification"]["event_id"] == second
 
 
 async def test_failed_push_is_retried(homeserver_factory: ServerFactory, gateway: Gateway) -> None:
