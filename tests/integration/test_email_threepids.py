@@ -438,3 +438,28 @@ async def test_a_server_hanging_up_after_taking_the_mail_is_a_success(hs, smtp):
         r = await c.post(REGISTER_TOKEN, json=token_body("hangup@example.org"))
         assert r.status_code == 200, r.text
         assert (await smtp.next_mail()).recipients == ["hangup@example.org"]
+
+
+async def test_deactivation_frees_the_address(hs, smtp):
+    user = await hs.register("fay")
+    async with hs.client() as c:
+        await add_email(c, smtp, user, "fay@example.org")
+        url = "/_matrix/client/v3/account/deactivate"
+        headers = bearer(user["access_token"])
+        r = await c.post(url, json={}, headers=headers)
+        auth = {
+            "type": "m.login.password",
+            "identifier": {
+                "type": "m.id.thirdparty",
+                "medium": "email",
+                "address": "FAY@example.org",
+            },
+            "password": "correct horse",
+            "session": r.json()["session"],
+        }
+        r = await c.post(url, json={"auth": auth}, headers=headers)
+        assert r.status_code == 200, r.text
+        r = await login(c, "correct horse", medium="email", address="fay@example.org")
+        assert (r.status_code, r.json()["errcode"]) == (403, "M_FORBIDDEN")
+        r = await c.post(REGISTER_TOKEN, json=token_body("fay@example.org", "again"))
+        assert r.status_code == 200, r.text
