@@ -8,9 +8,9 @@ Outbound (:meth:`FederationInvites.send_invite`): our user invites a user of ano
 The event is built and authorised by the event creation path; before it is persisted (under
 the room's lock) it is sent to the invitee's server with the room's stripped state. That
 server must answer with the event, signed by it too; if it refuses or cannot be reached the
-invite is not persisted and the client gets the error. After it is persisted the federation
-sender sends it to the room's other servers like any local event. The invitee's signature is
-not kept (our copy carries ours only: it is not needed to check the event).
+invite is not persisted and the client gets the error. Once it is persisted, the copy the
+invitee's server signed replaces ours (the same event ID: signatures are not hashed), and the
+federation sender sends it to the room's other servers like any local event.
 
 Inbound (:meth:`FederationInvites.on_invite`): another server invites one of our users. The
 event must be a well-formed invite of one of our users, signed by the sender's server (the
@@ -22,7 +22,9 @@ goes through :meth:`~homeserver.services.federation_join_remote.RemoteMembership
 For a room we are in, nothing is stored here: the inviting server sends the event in a
 transaction like any other.
 
-In-memory state: none.
+In-memory state: the invitee's signed copy of each invite between its acceptance and its
+storage (one request; at most :data:`MAX_PENDING`, the oldest dropped: a copy lost so keeps
+only our signature, which is all the event needs).
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ INVITE_STATE_TYPES = (
     "m.room.encryption",
     "m.room.topic",
 )
+#: Invites accepted by the invitee's server and not yet stored, at most.
+MAX_PENDING = 1000
 #: At most this many stripped state events are kept from an inbound invite.
 MAX_INVITE_STATE = 50
 
@@ -130,6 +134,7 @@ class FederationInvites:
         self._notifier = notifier
         self._key = signing_key
         self._server_name = server_name
+        self._countersigned: dict[str, Mapping[str, Any]] = {}
 
     # --- outbound -----------------------------------------------------------------------------
 
@@ -195,6 +200,17 @@ class FederationInvites:
             countersigned.pdu.get("signatures") or {}
         ):
             raise MatrixError(502, Codes.UNKNOWN, f"{server} did not sign the invite")
+        if len(self._countersigned) >= MAX_PENDING:
+            self._countersigned.pop(next(iter(self._countersigned)))
+        signatures = dict(event.pdu.get("signatures") or {})
+        signatures[server] = countersigned.pdu["signatures"][server]
+        self._countersigned[event.event_id] = {**event.pdu, "signatures": signatures}
+
+    async def invite_persisted(self, event_id: str) -> None:
+        """Keep the invitee's server's signature on our stored copy of the invite."""
+        pdu = self._countersigned.pop(event_id, None)
+        if pdu is not None:
+            await self._fed.replace_event_json(event_id, pdu)
 
     # --- inbound ------------------------------------------------------------------------------
 

@@ -103,6 +103,10 @@ class RemoteInvites(Protocol):
         """Have the invitee's server accept ``event`` (raises a MatrixError if it does not)."""
         ...
 
+    async def invite_persisted(self, event_id: str) -> None:
+        """The accepted invite is stored: keep the invitee's server's signature on it."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StateEventSpec:
@@ -650,7 +654,7 @@ class RoomService:
             and not target.endswith(":" + self._server_name)
         ):
             remote_invite = self._remote_invites.send_invite  # the invitee's server first
-        return await self._creator.create_event(
+        created = await self._creator.create_event(
             room_id,
             sender=sender,
             event_type="m.room.member",
@@ -658,6 +662,9 @@ class RoomService:
             state_key=target,
             before_persist=remote_invite,
         )
+        if remote_invite is not None and self._remote_invites is not None:
+            await self._remote_invites.invite_persisted(created.event_id)
+        return created
 
     async def _unchanged(
         self,

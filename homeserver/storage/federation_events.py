@@ -141,6 +141,9 @@ _UPSERT_CURRENT = text(
     bindparam("event_id", type_=Text),
     bindparam("membership", type_=Text),
 )
+_SET_EVENT_JSON = (
+    update(events).where(events.c.event_id == bindparam("event_id")).values(json=bindparam("json"))
+)
 _LOWEST_STREAM = select(func.min(events.c.stream_ordering))
 _ROOM_EXISTS = select(rooms.c.room_id).where(rooms.c.room_id == bindparam("room_id"))
 _INSERT_ROOM = insert(rooms).values({c.name: bindparam(c.name) for c in rooms.columns})
@@ -585,6 +588,16 @@ class FederationEventStore:
             return True
 
         return await self._db.run(work, name="persist_backfilled")
+
+    async def replace_event_json(self, event_id: str, pdu: Mapping[str, Any]) -> None:
+        """Store ``pdu`` as the JSON of ``event_id``: the same event with more signatures (an
+        invite countersigned by the invitee's server). Nothing if the event is unknown."""
+        raw = encode_canonical_json(pdu, strict=False).decode()
+
+        async def work(conn: Conn) -> None:
+            await conn.execute(_SET_EVENT_JSON, {"event_id": event_id, "json": raw})
+
+        await self._db.run(work, name="replace_event_json")
 
     # --- end remote joins and invites ----------------------------------------------------------
 

@@ -134,6 +134,12 @@ async def test_invite_remote_user_who_joins(
         )
         room_id = created["room_id"]
         await _ok(await ca.post(f"{V3}/rooms/{quote(room_id)}/invite", json={"user_id": bob}))
+        full_state = await _ok(await ca.get(f"{V3}/rooms/{quote(room_id)}/state"))
+        [invite_id] = [
+            e["event_id"]  # type: ignore[index]
+            for e in full_state  # type: ignore[attr-defined]
+            if e["type"] == "m.room.member" and e["state_key"] == bob  # type: ignore[index]
+        ]
         # bob's sync shows the invite with the room's stripped state
         sync = await _ok(await cb.get(f"{V3}/sync"))
         invite = sync["rooms"]["invite"][room_id]["invite_state"]["events"]
@@ -155,6 +161,11 @@ async def test_invite_remote_user_who_joins(
         assert set(members["joined"]) == {alice, bob}
         sync = await _ok(await cb.get(f"{V3}/sync"))
         assert room_id in sync["rooms"]["join"]
+        # A keeps the invite as B's server countersigned it
+        r = await b.signed_request(a, "GET", f"/_matrix/federation/v1/event/{quote(invite_id)}")
+        assert r.status_code == 200, r.text
+        [stored] = r.json()["pdus"]
+        assert set(stored["signatures"]) == {a.server_name, b.server_name}
         assert room_id not in sync["rooms"].get("invite", {})
 
 
