@@ -435,7 +435,7 @@ def _account_surface(
             CapabilitiesApi(
                 default_room_version=cfg.default_room_version,
                 change_password=True,
-                threepid_changes=cfg.otp.enabled,
+                threepid_changes=cfg.otp.enabled or cfg.email.enabled,
             ),
             OpenIdApi(openid),
             userinfo,

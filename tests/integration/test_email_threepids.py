@@ -463,3 +463,14 @@ async def test_deactivation_frees_the_address(hs, smtp):
         assert (r.status_code, r.json()["errcode"]) == (403, "M_FORBIDDEN")
         r = await c.post(REGISTER_TOKEN, json=token_body("fay@example.org", "again"))
         assert r.status_code == 200, r.text
+
+
+async def test_3pid_changes_capability_follows_email(homeserver_factory, smtp):
+    for email_on in (False, True):
+        srv = await homeserver_factory(
+            otp={"enabled": False}, email={"enabled": email_on, "smtp_port": smtp.port}
+        )
+        user = await srv.register(f"gus{int(email_on)}")
+        async with srv.client() as c:
+            r = await c.get("/_matrix/client/v3/capabilities", headers=bearer(user["access_token"]))
+            assert r.json()["capabilities"]["m.3pid_changes"] == {"enabled": email_on}
