@@ -384,9 +384,13 @@ class PushSender:
 
     async def _run_worker(self, worker: _Worker) -> None:
         try:
-            await self._work(worker)
-        except Exception:
-            logger.exception("pusher %s failed", worker.key[1:])
+            while True:
+                try:
+                    await self._work(worker)
+                    return  # the pusher is gone
+                except Exception:  # e.g. the database is unavailable: try again later
+                    logger.exception("pusher %s failed; restarting it", worker.key[1:])
+                    await trio.sleep(self._settings.retry_max_s / 10)
         finally:
             worker.running = False
             if self._workers.get(worker.key) is worker:

@@ -232,3 +232,32 @@ async def test_rejected_pushkey_deletes_the_pusher(autojump_clock: trio.testing.
         nursery.cancel_scope.cancel()
     assert gateway.delivered == ["$e5"]  # nothing after the rejection
     assert store.pushers == {}
+
+
+class FlakyStore(FakeStore):
+    """Fails the first read of the pusher, as an unavailable database would."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.broken = True
+
+    async def get_pusher(self, user_id: str, app_id: str, pushkey: str) -> PusherRow | None:
+        if self.broken:
+            self.broken = False
+            raise RuntimeError("database unavailable")
+        return await super().get_pusher(user_id, app_id, pushkey)
+
+
+async def test_a_worker_that_fails_is_restarted(autojump_clock: trio.testing.MockClock) -> None:
+    store = FlakyStore([_pusher()], [5])
+    gateway = FakeGateway()
+    sender = _sender(store, gateway, retry_initial_s=1.0, retry_max_s=100.0)
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        await nursery.start(sender.run)
+        with trio.fail_after(60):
+            while not gateway.delivered:
+                await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert gateway.delivered == ["$e5"]
+    assert round(gateway.attempts[0][0] - start) == 10  # retry_max_s / 10 later
