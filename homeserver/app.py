@@ -1249,14 +1249,19 @@ def _federation_devices(
     servers' users go to them; our users' device-list changes go to the servers sharing their
     rooms, other servers' come in as EDUs; ``/user/devices`` and ``/user/keys/*`` serve ours.
     Run the returned service in the background nursery of the process that runs the sender."""
-    e2ee.keys.use_remote(FederatedKeys(client))
+    store = FederationDeviceStore(db)
+    remote = FederatedKeys(
+        client, store, stores.e2ee_keys.users_sharing_room, server_name=cfg.server_name
+    )
+    e2ee.keys.use_remote(remote)
     devices = FederationDevices(
         e2ee.keys,
         stores.devices,
-        FederationDeviceStore(db),
+        store,
         stores.e2ee_keys.users_sharing_room,
         sender,
         notifier,
+        remote,
         server_name=cfg.server_name,
     )
     devices.register(registry)

@@ -7,18 +7,25 @@ Spec: server-server-api.md › Device Management (``GET /user/devices/{userId}``
 - Served: our users' devices and keys to other servers (:meth:`FederationDevices.user_devices`,
   :meth:`FederationDevices.query`, :meth:`FederationDevices.claim`); other servers' users are
   never answered for.
-- Asked: a client's ``/keys/query`` and ``/keys/claim`` for other servers' users go to those
-  servers (:class:`FederatedKeys`, the key service's :class:`~homeserver.services.keys.RemoteKeys`),
-  each bounded by the client's ``timeout``: a server that is down or slow lands under
-  ``failures``, never a 500. Nothing is cached: every query asks the user's server, so what a
-  client reads is never stale and a missed update costs nothing but a late ``changed`` entry.
+- Asked: a client's ``/keys/query`` and ``/keys/claim`` for other servers' users go through
+  :class:`FederatedKeys` (the key service's :class:`~homeserver.services.keys.RemoteKeys`),
+  bounded by the client's ``timeout``: a server that is down or slow lands under ``failures``,
+  never a 500. Device lists of users who share a room with one of ours are held
+  (``remote_device_lists``, ``remote_devices``): fetched whole with ``GET /user/devices`` the
+  first time, then kept up to date by their server's ``m.device_list_update``; a query is
+  answered from them (also while their server is down). Other users' keys are asked with
+  ``/user/keys/query`` each time. Claims always go to the user's server.
 - Out: every change of a local user's devices or keys (the ``device_list_changes`` rows, with
   their DEVICE_LISTS positions as ``stream_id`` and the user's previous change as ``prev_id``)
   goes to each server sharing a room with the user: ``m.signing_key_update`` for a change of
   their master or self-signing key, ``m.device_list_update`` otherwise (``deleted`` once the
   device is gone). The changes of the user-signing key are for their owner only and stay here.
 - In: an update from the user's own server, for a user who shares a room with one of ours, is
-  recorded as a change of that user on the DEVICE_LISTS stream: the local users sharing a room
+  applied to the held list when its ``prev_id`` is the held ``stream_id`` (Synapse's rule);
+  any other ``prev_id``, or no held list, means an update went missing: the whole list is
+  fetched again (or, if that fails, dropped, so the next query asks). A signing-key update drops
+  the held list (the next query fetches it with the new keys). Either is then recorded as a
+  change of that user on the DEVICE_LISTS stream: the local users sharing a room
   with them see them in ``device_lists.changed`` (``/sync``, ``/keys/changes``) and query again.
 
 State: :meth:`FederationDevices.run` keeps, in memory, the DEVICE_LISTS position sent up to; it
@@ -47,7 +54,12 @@ from homeserver.services.keys import KeyService, RemoteKeysUnavailable
 from homeserver.services.notifier import Notifier
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.e2ee_keys import OWN_ONLY_CHANGE_PREFIX
-from homeserver.storage.federation_devices import DeviceChange, FederationDeviceStore
+from homeserver.storage.federation_devices import (
+    DeviceChange,
+    FederationDeviceStore,
+    RemoteDevice,
+    RemoteDeviceList,
+)
 from homeserver.streams import StreamName
 
 __all__ = ["FederatedKeys", "FederationDevices"]
@@ -74,25 +86,115 @@ def _own_users(server: str, value: object) -> dict[str, Any]:
     return {u: v for u, v in value.items() if _server_of(u) == server}
 
 
-class FederatedKeys:
-    """Other servers' users' keys through the federation client (implements ``RemoteKeys``)."""
+def _held_keys(held: RemoteDeviceList, wanted: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for device in held.devices:
+        if device.keys is None or (wanted and device.device_id not in wanted):
+            continue
+        keys = dict(device.keys)
+        if device.display_name is not None:
+            keys["unsigned"] = {
+                **(keys.get("unsigned") or {}),
+                "device_display_name": device.display_name,
+            }
+        out[device.device_id] = keys
+    return out
 
-    def __init__(self, client: FederationClient) -> None:
+
+class FederatedKeys:
+    """Other servers' users' keys: the held device lists, else the federation client
+    (implements ``RemoteKeys``; see the module docstring).
+
+    Args:
+        client: the federation client.
+        store: the held device lists.
+        users_sharing_room: the users in a room with a user.
+        server_name: ours.
+    """
+
+    def __init__(
+        self,
+        client: FederationClient,
+        store: FederationDeviceStore,
+        users_sharing_room: Callable[[str], Awaitable[set[str]]],
+        *,
+        server_name: str,
+    ) -> None:
         self._client = client
+        self._store = store
+        self._sharing = users_sharing_room
+        self._server_name = server_name
+
+    async def tracked(self, user_id: str) -> bool:
+        """Whether one of our users shares a room with ``user_id`` (their list is held)."""
+        return any(_server_of(u) == self._server_name for u in await self._sharing(user_id))
+
+    async def resync(self, server_name: str, user_id: str) -> RemoteDeviceList:
+        """Fetch and hold the whole device list of ``user_id`` (``GET /user/devices``).
+
+        Raises:
+            Exception: whatever the request raised; the held list is then dropped.
+        """
+        try:
+            answer = await self._client.user_devices(server_name, user_id)
+            if answer.user_id != user_id:
+                raise RemoteKeysUnavailable(f"{server_name} answered for {answer.user_id}")
+            devices = []
+            for device in answer.devices:
+                device_id, keys = device.get("device_id"), device.get("keys")
+                name = device.get("device_display_name")
+                if isinstance(device_id, str):
+                    devices.append(
+                        RemoteDevice(
+                            device_id,
+                            name if isinstance(name, str) else None,
+                            keys if isinstance(keys, Mapping) else None,
+                        )
+                    )
+            await self._store.replace_remote_list(
+                user_id, answer.stream_id, devices, answer.master_key, answer.self_signing_key
+            )
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._store.forget_remote_list(user_id)
+            raise
+        held = await self._store.remote_list(user_id)
+        assert held is not None
+        return held
 
     async def query(
         self, server_name: str, device_keys: Mapping[str, Sequence[str]], timeout_ms: int
     ) -> Mapping[str, Any]:
+        out: dict[str, dict[str, Any]] = {
+            "device_keys": {},
+            "master_keys": {},
+            "self_signing_keys": {},
+        }
         with trio.move_on_after(max(timeout_ms, 1) / 1000):
             try:
-                answer = await self._client.query_keys(server_name, device_keys)
+                ask: dict[str, Sequence[str]] = {}
+                for user_id, wanted in device_keys.items():
+                    held = await self._store.remote_list(user_id)
+                    if held is None and await self.tracked(user_id):
+                        held = await self.resync(server_name, user_id)
+                    if held is None:
+                        ask[user_id] = wanted
+                        continue
+                    out["device_keys"][user_id] = _held_keys(held, wanted)
+                    if held.master_key is not None:
+                        out["master_keys"][user_id] = held.master_key
+                    if held.self_signing_key is not None:
+                        out["self_signing_keys"][user_id] = held.self_signing_key
+                if ask:
+                    answer = await self._client.query_keys(server_name, ask)
+                    out["device_keys"].update(_own_users(server_name, answer.device_keys))
+                    out["master_keys"].update(_own_users(server_name, answer.master_keys))
+                    out["self_signing_keys"].update(
+                        _own_users(server_name, answer.self_signing_keys)
+                    )
             except Exception as e:  # any failure of theirs is a failure entry, never ours
                 raise RemoteKeysUnavailable(f"{type(e).__name__}: {e}") from None
-            return {
-                "device_keys": _own_users(server_name, answer.device_keys),
-                "master_keys": _own_users(server_name, answer.master_keys),
-                "self_signing_keys": _own_users(server_name, answer.self_signing_keys),
-            }
+            return out
         raise RemoteKeysUnavailable("timed out")
 
     async def claim(
@@ -123,6 +225,7 @@ class FederationDevices:
         users_sharing_room: the users in a room with a user.
         sender: queues outbound EDUs.
         notifier: woken for local users when another server's user changed.
+        remote: other servers' keys and the held device lists.
         server_name: ours.
         poll_interval: seconds between reads of the changes without a wake-up.
     """
@@ -135,6 +238,7 @@ class FederationDevices:
         users_sharing_room: Callable[[str], Awaitable[set[str]]],
         sender: EduSender,
         notifier: Notifier,
+        remote: FederatedKeys,
         *,
         server_name: str,
         poll_interval: float = 1.0,
@@ -145,6 +249,7 @@ class FederationDevices:
         self._sharing = users_sharing_room
         self._sender = sender
         self._notifier = notifier
+        self._remote = remote
         self._server_name = server_name
         self._poll_interval = poll_interval
         self._wakeup = trio.Event()
@@ -261,32 +366,72 @@ class FederationDevices:
     # --- in --------------------------------------------------------------------------------------
 
     async def on_device_list_update(self, origin: str, content: Mapping[str, Any]) -> None:
-        """``m.device_list_update`` from ``origin``."""
+        """``m.device_list_update`` from ``origin``: the held list is brought up to date, then
+        the local users sharing a room are told."""
         user_id, device_id = content.get("user_id"), content.get("device_id")
         if not isinstance(device_id, str) or not device_id:
             logger.info("malformed m.device_list_update from %s dropped", origin)
             return
-        await self._remote_changed(origin, user_id, device_id, "m.device_list_update")
+        local = await self._accept(origin, user_id, "m.device_list_update")
+        if not local:
+            return
+        assert isinstance(user_id, str)
+        if await self._apply(origin, user_id, device_id, content):
+            await self._announce_remote(user_id, device_id, local)
+
+    async def _apply(
+        self, origin: str, user_id: str, device_id: str, content: Mapping[str, Any]
+    ) -> bool:
+        """Apply an update to the held list or fetch it again; False: already applied."""
+        held = await self._store.remote_list(user_id)
+        stream_id, prev_ids = content.get("stream_id"), content.get("prev_id") or []
+        if held is not None and isinstance(stream_id, int) and isinstance(prev_ids, list):
+            if stream_id <= held.stream_id:
+                return False
+            if all(p == held.stream_id for p in prev_ids):
+                keys, name = content.get("keys"), content.get("device_display_name")
+                device = RemoteDevice(
+                    device_id,
+                    name if isinstance(name, str) else None,
+                    keys if isinstance(keys, Mapping) else None,
+                )
+                deleted = content.get("deleted") is True
+                if await self._store.update_remote_device(
+                    user_id, held.stream_id, stream_id, device, deleted
+                ):
+                    return True
+        try:
+            with trio.fail_after(30):
+                await self._remote.resync(origin, user_id)
+        except Exception as e:
+            logger.info("device list of %s not fetched (%s): dropped", user_id, e)
+        return True
 
     async def on_signing_key_update(self, origin: str, content: Mapping[str, Any]) -> None:
-        """``m.signing_key_update`` from ``origin``."""
+        """``m.signing_key_update`` from ``origin``: the held list is dropped (the next query
+        fetches it with the new keys), then the local users sharing a room are told."""
         keys = sorted(
             _public_keys(content.get("master_key")) | _public_keys(content.get("self_signing_key"))
         )
         if not keys:
             logger.info("m.signing_key_update from %s without keys dropped", origin)
             return
-        await self._remote_changed(origin, content.get("user_id"), keys[0], "m.signing_key_update")
+        user_id = content.get("user_id")
+        local = await self._accept(origin, user_id, "m.signing_key_update")
+        if local:
+            assert isinstance(user_id, str)
+            await self._store.forget_remote_list(user_id)
+            await self._announce_remote(user_id, keys[0], local)
 
-    async def _remote_changed(
-        self, origin: str, user_id: object, device_id: str, edu_type: str
-    ) -> None:
+    async def _accept(self, origin: str, user_id: object, edu_type: str) -> set[str]:
+        """The local users sharing a room with ``user_id``; empty when the update is not
+        taken (not the origin's user, or nobody here shares a room with them)."""
         if _server_of(user_id) != origin or origin == self._server_name:
             logger.info("%s from %s for %r dropped: not its user", edu_type, origin, user_id)
-            return
+            return set()
         assert isinstance(user_id, str)
-        local = {u for u in await self._sharing(user_id) if self._local(u)}
-        if not local:
-            return  # nobody here shares a room with them: nothing to tell
+        return {u for u in await self._sharing(user_id) if self._local(u)}
+
+    async def _announce_remote(self, user_id: str, device_id: str, local: set[str]) -> None:
         position = await self._store.record_remote_change(user_id, device_id)
         self._notifier.notify(StreamName.DEVICE_LISTS, position, user_ids=sorted(local))

@@ -981,6 +981,29 @@ push_sender_position = Table(
 # --- federation_devices (0021) -------------------------------------------------------------------
 # federation: other servers' devices and keys, and our device-list stream to them
 
+#: Other servers' users whose device list we hold: the ``stream_id`` their server gave it (an
+#: update with another ``prev_id`` means one went missing) and their cross-signing keys.
+remote_device_lists = Table(
+    "remote_device_lists",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("stream_id", BigInteger, nullable=False),
+    Column("master_key_json", Text, nullable=True),
+    Column("self_signing_key_json", Text, nullable=True),
+    PrimaryKeyConstraint("user_id"),
+)
+
+#: Their devices, as their server sent them (display name, device keys).
+remote_devices = Table(
+    "remote_devices",
+    metadata,
+    Column("user_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("display_name", Text, nullable=True),
+    Column("keys_json", Text, nullable=True),
+    PrimaryKeyConstraint("user_id", "device_id"),
+)
+
 # --- end federation_devices (0021) ---------------------------------------------------------------
 
 # --- email_threepids (0022) ----------------------------------------------------------------------
