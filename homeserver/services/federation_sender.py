@@ -229,8 +229,10 @@ class FederationSender:
                 servers = joined[ev.room_id] = await self._queue.joined_servers(ev.room_id)
             targets = set(servers)
             if ev.type == "m.room.member" and ev.state_key and ":" in ev.state_key:
-                # a kicked, banned or invited user's server hears of it too
-                targets.add(ev.state_key.split(":", 1)[1])
+                if ev.membership in ("leave", "ban"):
+                    # a kicked or banned user's server hears of it too (an invited user's
+                    # server got the invite through /invite already, as in Synapse)
+                    targets.add(ev.state_key.split(":", 1)[1])
                 joined.pop(ev.room_id, None)  # membership changed: read it again
             targets.discard(self._server_name)
             rows.extend(

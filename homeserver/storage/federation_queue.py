@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Integer, bindparam, delete, func, select, text
+import orjson
+from sqlalchemy import BigInteger, Integer, bindparam, case, delete, func, select, text
 
 from homeserver.storage.db import Conn, Database
 from homeserver.storage.schema import current_state, events
@@ -45,6 +46,8 @@ class LocalEvent:
     room_id: str
     type: str
     state_key: str | None
+    #: for ``m.room.member`` events, the membership they set
+    membership: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,17 @@ _SET_POSITION = text(
     "INSERT INTO federation_sender_position (name, stream_ordering) VALUES (:name, :pos) "
     "ON CONFLICT (name) DO UPDATE SET stream_ordering = excluded.stream_ordering"
 ).bindparams(bindparam("name"), bindparam("pos", type_=BigInteger))
+def _membership(raw: object) -> str | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        content = orjson.loads(raw).get("content")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    value = content.get("membership") if isinstance(content, dict) else None
+    return value if isinstance(value, str) else None
+
+
 _LOCAL_AFTER = (
     select(
         events.c.stream_ordering,
@@ -86,6 +100,8 @@ _LOCAL_AFTER = (
         events.c.room_id,
         events.c.type,
         events.c.state_key,
+        # the PDU of member events only: the sender needs their membership
+        case((events.c.type == "m.room.member", events.c.json), else_=None),
     )
     .where(
         events.c.stream_ordering > bindparam("after", type_=BigInteger),
@@ -194,7 +210,7 @@ class FederationQueueStore:
                 {"after": position, "sender_pattern": f"%:{server_name}", "limit": limit},
             )
             return [
-                LocalEvent(int(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4])  # type: ignore[call-overload]
+                LocalEvent(int(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4], _membership(r[5]))
                 for r in rows
             ]
 

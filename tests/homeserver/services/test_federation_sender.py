@@ -244,6 +244,25 @@ async def test_membership_target_server_hears_of_kick(env: Env, nursery, clock) 
     assert env.client.sent[0][0] == "remote.test"
 
 
+async def test_an_invited_users_server_is_not_sent_the_invite_again(
+    env: Env, nursery, clock
+) -> None:
+    """The invitee's server got the invite through /invite; only the room's servers get it in
+    a transaction (as in Synapse)."""
+    room = await env.room("@rob:remote.test")
+    await nursery.start(env.sender.run)
+    await env.creator.create_event(
+        room,
+        sender=ALICE.user_id,
+        event_type="m.room.member",
+        state_key="@carol:third.test",
+        content={"membership": "invite"},
+    )
+    await wait_until(env, lambda: env.client.sent)
+    await settle()
+    assert {dest for dest, *_ in env.client.sent} == {"remote.test"}
+
+
 async def test_back_off_doubles_is_capped_and_ends_on_contact(env: Env, nursery, clock) -> None:
     room = await env.room("@rob:remote.test")
     env.client.down.add("remote.test")
