@@ -282,6 +282,7 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
         stores.threepids,
         stores.user_threepids,
         SmtpEmailSender(cfg.email),
+        limiter,
         clock,
         cfg.email,
         server_name=cfg.server_name,
@@ -1305,6 +1306,8 @@ async def serve_homeserver(
                 "message": rl.message,
                 "sms_per_number": rl.sms_per_number,
                 "sms_per_ip": rl.sms_per_ip,
+                "email_per_address": rl.email_per_address,  # email addresses as 3PIDs
+                "email_per_ip": rl.email_per_ip,
             },
             clock,
             enabled=rl.enabled,

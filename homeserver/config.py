@@ -105,6 +105,9 @@ class RateLimitsConfig:
     #: Phone number verification codes, per number (modelled on Signal).
     sms_per_number: RateLimit = RateLimit(per_second=1 / 30, burst_count=6)
     sms_per_ip: RateLimit = RateLimit(per_second=0.1, burst_count=20)
+    #: Validation mails, per address (as Synapse's ``rc_3pid_validation``) and per IP address.
+    email_per_address: RateLimit = RateLimit(per_second=0.003, burst_count=5)
+    email_per_ip: RateLimit = RateLimit(per_second=0.1, burst_count=20)
 
 
 @dataclass(frozen=True)

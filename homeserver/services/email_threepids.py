@@ -10,7 +10,8 @@ auth type, ``m.id.thirdparty`` identifiers with ``medium: email``, 3PID appendix
           sign-up / adding an address: no account may have it (``M_THREEPID_IN_USE``);
           password reset: an account must have it (``M_THREEPID_NOT_FOUND``). The same
           client_secret and a send_attempt not above the last one → the same sid, no new mail.
-          Otherwise a new random token (``secrets``), valid ``token_ttl_s``, mailed with a link
+          Otherwise (within the per-address and per-IP token buckets) a new random token
+          (``secrets``), valid ``token_ttl_s``, mailed with a link
           that validates it; only its hash is stored.
     submit(sid, client_secret, token)  (the submit_url, or the link in the mail)
         → the session is validated.
@@ -38,6 +39,7 @@ from homeserver.config import EmailConfig
 from homeserver.errors import Codes, InvalidParam, MatrixError, NotFound
 from homeserver.services.email import EmailDeliveryFailed, EmailSender
 from homeserver.services.identifiers import canonical_email
+from homeserver.services.ratelimit import RateLimiter
 from homeserver.storage.db import UniqueViolation
 from homeserver.storage.threepids import ThreepidSessionRow, ThreepidStore
 from homeserver.storage.user_threepids import BoundThreepidRow, ThreepidTaken, UserThreepidStore
@@ -95,6 +97,7 @@ class EmailVerificationService:
         store: validation sessions.
         bound: addresses bound to accounts.
         sender: delivers the mails.
+        limiter: the shared rate limiter (``email_per_address``, ``email_per_ip``).
         clock: token lifetimes.
         config: the ``email`` section.
         server_name: for the mail's subject and text.
@@ -105,6 +108,7 @@ class EmailVerificationService:
         store: ThreepidStore,
         bound: UserThreepidStore,
         sender: EmailSender,
+        limiter: RateLimiter,
         clock: Clock,
         config: EmailConfig,
         *,
@@ -113,6 +117,7 @@ class EmailVerificationService:
         self._store = store
         self._bound = bound
         self._sender = sender
+        self._limiter = limiter
         self._clock = clock
         self._cfg = config
         self._server_name = server_name
@@ -129,6 +134,7 @@ class EmailVerificationService:
         send_attempt: int,
         purpose: EmailPurpose,
         submit_url: str,
+        client_ip: str,
     ) -> str:
         """Mail a token to the address unless this is a retry of an earlier request; the sid.
 
@@ -139,7 +145,7 @@ class EmailVerificationService:
         Raises:
             MatrixError: ``M_THREEPID_DENIED`` (not enabled), ``M_INVALID_PARAM`` (client
                 secret, address), ``M_THREEPID_IN_USE``, ``M_THREEPID_NOT_FOUND``,
-                ``M_UNKNOWN`` (mail not sent).
+                ``M_LIMIT_EXCEEDED``, ``M_UNKNOWN`` (mail not sent).
         """
         if not self._cfg.enabled:
             raise MatrixError(400, Codes.THREEPID_DENIED, "Email validation is not enabled")
@@ -157,6 +163,8 @@ class EmailVerificationService:
             existing = None  # an old session: the sweeper removes it; start again
         if existing is not None and send_attempt <= existing.send_attempt:
             return existing.sid
+        self._limiter.check("email_per_address", address)
+        self._limiter.check("email_per_ip", client_ip)
         sid = existing.sid if existing is not None else secrets.token_urlsafe(18)
         token = secrets.token_urlsafe(16)
         token_expires = now + self._cfg.token_ttl_s * 1000

@@ -474,3 +474,26 @@ async def test_3pid_changes_capability_follows_email(homeserver_factory, smtp):
         async with srv.client() as c:
             r = await c.get("/_matrix/client/v3/capabilities", headers=bearer(user["access_token"]))
             assert r.json()["capabilities"]["m.3pid_changes"] == {"enabled": email_on}
+
+
+async def test_validation_mails_are_rate_limited_per_address(homeserver_factory, smtp):
+    srv = await homeserver_factory(
+        email={"enabled": True, "smtp_host": "127.0.0.1", "smtp_port": smtp.port},
+        rate_limits={
+            "enabled": True,
+            "email_per_address": {"per_second": 0.001, "burst_count": 2},
+        },
+    )
+    async with srv.client() as c:
+        for secret in ("one", "two"):
+            r = await c.post(REGISTER_TOKEN, json=token_body("many@example.org", secret))
+            assert r.status_code == 200, r.text
+        # a retry of an earlier request sends nothing and is not counted
+        r = await c.post(REGISTER_TOKEN, json=token_body("many@example.org", "one"))
+        assert r.status_code == 200, r.text
+        r = await c.post(REGISTER_TOKEN, json=token_body("MANY@example.org", "three"))
+        assert (r.status_code, r.json()["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+        assert r.json()["retry_after_ms"] > 0
+        r = await c.post(REGISTER_TOKEN, json=token_body("other@example.org", "three"))
+        assert r.status_code == 200, r.text
+    assert len(smtp.received) == 3

@@ -107,6 +107,7 @@ async def request_email_token(
         send_attempt=send_attempt,
         purpose=purpose,
         submit_url=submit_url,
+        client_ip=client_ip(),
     )
     return {"sid": sid, "submit_url": submit_url}
 
