@@ -252,3 +252,56 @@ async def test_user_devices_and_keys_served_for_local_users_only(
         assert r.status_code == 401, r.text
     finally:
         await unsigned.aclose()
+
+
+async def test_held_device_lists_follow_updates_and_resync_at_a_gap(
+    two_servers: tuple[FederatedServer, FederatedServer],
+) -> None:
+    a, b = two_servers
+    _alice, ta, _ = await _user(a, "alice")
+    bob, tb, bob_device = await _user(b, "bob")
+    await _shared_room(a, b, ta, tb)
+    async with _client(a.client_url, ta) as ca, _client(b.client_url, tb) as cb:
+        sa = _Syncer(ca)
+        await sa.until(lambda batch: True)
+        await _upload(cb, bob, bob_device, "5")
+        await sa.until(lambda batch: bob in _changed(batch))
+
+        async def keys_of_bob() -> dict[str, Any]:
+            answer = await _ok(await ca.post(f"{V3}/keys/query", json={"device_keys": {bob: []}}))
+            return dict(answer["device_keys"][bob][bob_device]["keys"])
+
+        assert await keys_of_bob() == _device_keys(bob, bob_device, "5")["keys"]
+        held = await _ok(
+            await a.signed_request(b, "GET", f"/_matrix/federation/v1/user/devices/{quote(bob)}")
+        )
+        stream_id = held["stream_id"]
+
+        async def update(txn: str, prev_id: int, stream: int, tag: str) -> None:
+            content = {
+                "user_id": bob,
+                "device_id": bob_device,
+                "stream_id": stream,
+                "prev_id": [prev_id],
+                "keys": _device_keys(bob, bob_device, tag),
+            }
+            body = {
+                "origin": b.server_name,
+                "origin_server_ts": 0,
+                "pdus": [],
+                "edus": [{"edu_type": "m.device_list_update", "content": content}],
+            }
+            r = await b.signed_request(a, "PUT", f"/_matrix/federation/v1/send/{txn}", body)
+            assert r.status_code == 200, r.text
+
+        # in sequence: applied to the held list (B itself still has "5": the answer is A's)
+        await update("seq", stream_id, stream_id + 1, "held")
+        await sa.until(lambda batch: bob in _changed(batch))
+        assert await keys_of_bob() == _device_keys(bob, bob_device, "held")["keys"]
+        # a gap: the whole list is fetched again from B ("5"), the update's own keys unused
+        await update("gap", stream_id + 5, stream_id + 6, "bogus")
+        await sa.until(lambda batch: bob in _changed(batch))
+        assert await keys_of_bob() == _device_keys(bob, bob_device, "5")["keys"]
+        # an old update changes nothing
+        await update("old", stream_id - 1, stream_id, "stale")
+        assert await keys_of_bob() == _device_keys(bob, bob_device, "5")["keys"]
