@@ -69,6 +69,7 @@ from homeserver.api.client.room_upgrade import RoomUpgradeApi  # room upgrades
 from homeserver.api.client.rooms import RoomsApi, SendEventEndpoint  # rooms
 from homeserver.api.client.search import SearchApi
 from homeserver.api.client.space_hierarchy import SpaceHierarchyApi
+from homeserver.api.client.sso import SsoApi  # single sign-on
 from homeserver.api.client.sync import PeekApi, SyncEndpoint
 from homeserver.api.client.tags import TagsApi
 from homeserver.api.client.to_device import ToDeviceApi  # e2ee
@@ -169,6 +170,7 @@ from homeserver.services.server_keys import ServerKeys, ServerPolicy  # federati
 from homeserver.services.shared_secret_registration import SharedSecretRegistration
 from homeserver.services.sms import FileSmsSender, HttpSmsSender, LogSmsSender, SmsSender
 from homeserver.services.space_hierarchy import SpaceHierarchyService
+from homeserver.services.sso import CasService, LoginTokens  # single sign-on
 from homeserver.services.sync import SyncService
 from homeserver.services.thumbnails import ThumbnailService  # media
 from homeserver.services.to_device import ToDeviceService  # e2ee
@@ -246,6 +248,39 @@ class _Accounts:
     apis: list[object]
     http: httpx.AsyncClient | None
     registration_lock: RegistrationLockService
+
+
+# --- single sign-on ------------------------------------------------------------------------------
+
+
+def _single_sign_on(
+    cfg: Config, stores: Stores, clock: Clock, auth: AuthService, uia: UiaService
+) -> CasService:
+    """CAS single sign-on and login tokens (``cas``, ``login_tokens``)."""
+    cas = cfg.cas
+    verify: ssl.SSLContext | bool = True
+    if cas.enabled and cas.custom_ca_file is not None:
+        verify = ssl.create_default_context(cafile=str(cfg.resolve_path(cas.custom_ca_file)))
+    if cas.enabled:
+        uia.enable_sso()
+    tokens = LoginTokens(
+        stores.spent_credentials, clock, lifetime_ms=int(cfg.login_tokens.lifetime_s * 1000)
+    )
+    return CasService(
+        verify,
+        stores.users,
+        stores.profiles,
+        auth,
+        uia,
+        tokens,
+        clock,
+        server_name=cfg.server_name,
+        config=cas,
+        service_url=cas.service_url or cfg.public_baseurl or "",
+    )
+
+
+# --- end single sign-on --------------------------------------------------------------------------
 
 
 def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -> _Accounts:
@@ -338,6 +373,7 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
         password_min_length=cfg.auth.password_min_length,
         emails=emails,
     )
+    cas = _single_sign_on(cfg, stores, clock, auth, uia)  # single sign-on
     apis: list[object] = [
         RegisterApi(
             registration,
@@ -348,7 +384,13 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
             public_baseurl=cfg.public_baseurl,
             emails=emails,
         ),
-        LoginApi(auth, server_name=cfg.server_name, max_body_bytes=max_body),
+        LoginApi(
+            auth,
+            server_name=cfg.server_name,
+            max_body_bytes=max_body,
+            sso=cas,  # single sign-on
+            get_login_token=cfg.login_tokens.allow_get_token,
+        ),
         AccountApi(
             account,
             uia,
@@ -358,6 +400,12 @@ def _accounts(cfg: Config, stores: Stores, clock: Clock, limiter: RateLimiter) -
             emails=emails,
         ),
         RegistrationTokensAdminApi(registration, max_body_bytes=max_body),
+        SsoApi(  # single sign-on
+            cas,
+            uia,
+            allow_get_token=cfg.login_tokens.allow_get_token,
+            max_body_bytes=max_body,
+        ),
     ]
     return _Accounts(auth, uia, phones, registration, apis, http, registration_lock)
 

@@ -585,6 +585,75 @@ class FederationConfig:
 # --- end federation: keys, request authentication, listener config -------------------------------
 
 
+# --- single sign-on (CAS) and login tokens config ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CasConfig:
+    """Single sign-on through a CAS server (CAS 2.0 ``proxyValidate``)."""
+
+    #: Offer ``m.login.sso`` (and the legacy ``m.login.cas``) through the CAS server below.
+    enabled: bool = False
+    #: The CAS server's base URL; ``<server_url>/login`` and ``<server_url>/proxyValidate``.
+    server_url: str | None = None
+    #: The base URL of this server that CAS redirects back to (null: ``public_baseurl``).
+    service_url: str | None = None
+    #: The CAS attribute that gives a new account its display name (null: the localpart).
+    displayname_attribute: str | None = None
+    #: Attributes the CAS user must have, with these exact values, to log in.
+    required_attributes: dict[str, str] = field(default_factory=dict, hash=False)
+    #: PEM bundle that replaces the system trust store for TLS to the CAS server (null: system).
+    custom_ca_file: str | None = None
+    #: Seconds a ticket validation request may take.
+    request_timeout_s: float = 10.0
+
+    def problems(
+        self, public_baseurl: str | None, resolve: typing.Callable[[str], Path]
+    ) -> list[str]:
+        """What is wrong with the values (for ``_validate``)."""
+        out: list[str] = []
+        for name in ("server_url", "service_url"):
+            url = getattr(self, name)
+            if url is not None and (not url.startswith(("http://", "https://")) or "?" in url):
+                out.append(f"cas.{name}: must be an http:// or https:// URL without query")
+        if self.enabled and self.server_url is None:
+            out.append("cas.server_url: required when cas.enabled is true")
+        if self.enabled and self.service_url is None and public_baseurl is None:
+            out.append(
+                "cas.service_url: required when cas.enabled is true and public_baseurl is null"
+            )
+        if self.request_timeout_s <= 0:
+            out.append("cas.request_timeout_s: must be > 0")
+        if self.custom_ca_file is not None:
+            path = resolve(self.custom_ca_file)
+            try:
+                with open(path, "rb") as fh:
+                    fh.read(1)
+            except OSError as e:
+                out.append(f"cas.custom_ca_file: cannot read {path}: {e.strerror}")
+        return out
+
+
+@dataclass(frozen=True)
+class LoginTokenConfig:
+    """Short-lived, single-use login tokens (``m.login.token``)."""
+
+    #: Seconds a login token stays valid.
+    lifetime_s: float = 120.0
+    #: Offer ``POST /_matrix/client/v1/login/get_token`` (a token for a new device of a
+    #: logged-in user).
+    allow_get_token: bool = False
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values (for ``_validate``)."""
+        if not 1 <= self.lifetime_s <= 3600:
+            return ["login_tokens.lifetime_s: must be between 1 and 3600"]
+        return []
+
+
+# --- end single sign-on (CAS) and login tokens config --------------------------------------------
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration. ``config_path`` and ``base_dir`` are filled in by the loader."""
@@ -627,6 +696,9 @@ class Config:
     registration_lock: RegistrationLockConfig = RegistrationLockConfig()
     # --- federation: keys, request authentication, listener
     federation: FederationConfig = FederationConfig()
+    # --- single sign-on (CAS) and login tokens
+    cas: CasConfig = CasConfig()
+    login_tokens: LoginTokenConfig = LoginTokenConfig()
     config_path: str = field(default="", metadata={"internal": True})
 
     def resolve_path(self, p: str) -> Path:
@@ -768,6 +840,8 @@ def _validate(cfg: Config, problems: list[str]) -> None:
     problems += cfg.typing.problems() + cfg.presence.problems()
     problems += cfg.push.problems() + cfg.push.ca_problems(cfg.resolve_path)  # pushers
     problems += cfg.federation.problems(cfg.resolve_path)  # federation: keys
+    problems += cfg.cas.problems(cfg.public_baseurl, cfg.resolve_path)  # single sign-on
+    problems += cfg.login_tokens.problems()  # login tokens
     if not _SERVER_NAME_RE.fullmatch(cfg.server_name):
         problems.append(f"server_name: not a valid server name: {cfg.server_name!r}")
     if not cfg.listeners:

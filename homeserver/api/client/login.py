@@ -7,6 +7,10 @@ Extension ``org.example.reglock`` (``docs/reference/registration_lock.md``): log
 ``m.login.msisdn`` (the auth type the spec defines for UIA, with its ``threepid_creds``) logs in
 with an SMS code, and a phone login carries the registration lock PIN as
 ``org.example.reglock.pin``.
+
+Single sign-on (CAS, ``homeserver/services/sso.py``): ``m.login.sso`` (with its one identity
+provider), Synapse's legacy ``m.login.cas`` and ``m.login.token`` are listed when CAS is on;
+``m.login.token`` logs in with a login token.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from homeserver.errors import BadJson, Codes, MatrixError
 from homeserver.services.auth import AuthService
 from homeserver.services.identifiers import parse_identifier
 from homeserver.services.requester import Requester
+from homeserver.services.sso import CasService
 
 __all__ = ["LoginApi"]
 
@@ -27,15 +32,33 @@ PASSWORD = "m.login.password"
 MSISDN = "m.login.msisdn"
 #: The login body field that carries the registration lock PIN.
 PIN_FIELD = "org.example.reglock.pin"
+# single sign-on
+SSO = "m.login.sso"
+CAS = "m.login.cas"
+TOKEN = "m.login.token"
 
 
 class LoginApi:
     """``/login``, ``/refresh``, ``/logout``."""
 
-    def __init__(self, auth: AuthService, *, server_name: str, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        auth: AuthService,
+        *,
+        server_name: str,
+        max_body_bytes: int,
+        sso: CasService | None = None,
+        get_login_token: bool = False,
+    ) -> None:
         self._auth = auth
         self._server_name = server_name
         self._max = max_body_bytes
+        self._sso = sso
+        self._get_login_token = get_login_token
+
+    @property
+    def _tokens_enabled(self) -> bool:
+        return self._sso is not None and (self._sso.enabled or self._get_login_token)
 
     @route("GET", "/_matrix/client/v3/login")
     async def login_flows(self) -> Any:
@@ -47,6 +70,12 @@ class LoginApi:
         flows: list[dict[str, Any]] = [{"type": PASSWORD}]
         if self._auth.msisdn_login_enabled:
             flows.append({"type": MSISDN})
+        # single sign-on
+        if self._sso is not None and self._sso.enabled:
+            flows.append({"type": SSO, "identity_providers": [{"id": "cas", "name": "CAS"}]})
+            flows.append({"type": CAS})
+        if self._tokens_enabled:
+            flows.append({"type": TOKEN, "get_login_token": self._get_login_token})
         return {"flows": flows}
 
     @route("POST", "/_matrix/client/v3/login", rate_limit="login")
@@ -88,6 +117,13 @@ class LoginApi:
                 display_name=display_name,
                 want_refresh=want_refresh,
                 pin=pin,
+            )
+        elif kind == TOKEN and self._sso is not None and self._tokens_enabled:
+            session = await self._sso.login_with_token(
+                req_str(body, "token", max_len=2048),
+                device_id=device_id,
+                display_name=display_name,
+                want_refresh=want_refresh,
             )
         else:
             raise MatrixError(400, Codes.UNKNOWN, f"Unknown login type {kind!r}")
