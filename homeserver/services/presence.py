@@ -111,6 +111,13 @@ def privacy_of(content: Mapping[str, Any] | None) -> LastSeenPrivacy:
         return DEFAULT_PRIVACY
 
 
+def _server_of(user_id: str) -> str | None:
+    try:
+        return parse_user_id(user_id).server_name
+    except InvalidIdentifier:
+        return None
+
+
 @dataclass(slots=True)
 class _Live:
     """A user's presence in memory: current values and what was last written."""
@@ -544,7 +551,8 @@ class PresenceService:
         """Take the users that are not offline into memory so their timers run (start-up)."""
         now = self._clock.time_ms()
         for row in await self._store.not_offline():
-            self._live.setdefault(row.user_id, _Live.from_row(row, now))
+            if _server_of(row.user_id) == self._server_name:  # others' timers are their own
+                self._live.setdefault(row.user_id, _Live.from_row(row, now))
         if self._live:
             self._kick.set()
 
