@@ -43,6 +43,7 @@ from homeserver.api.client.capabilities import CapabilitiesApi
 from homeserver.api.client.devices import DevicesApi
 from homeserver.api.client.directory import DirectoryApi  # room directory
 from homeserver.api.client.filter import FilterApi  # sync and filters
+from homeserver.api.client.identity import IdentityBindApi, OnBindApi  # identity server
 from homeserver.api.client.keys import KeysApi  # e2ee
 from homeserver.api.client.legacy import (  # the r0 API
     EventStreamEndpoint,
@@ -130,6 +131,7 @@ from homeserver.services.federation_room_graph import RoomGraphService  # federa
 from homeserver.services.federation_sender import FederationSender  # federation: sender
 from homeserver.services.filters import FilterService  # sync and filters
 from homeserver.services.health import HealthService
+from homeserver.services.identity_server import IdentityServerClient  # identity server
 from homeserver.services.ignored_users import IgnoredUsers
 from homeserver.services.key_backup import KeyBackupService  # e2ee
 from homeserver.services.keys import KeyService  # e2ee
@@ -172,6 +174,7 @@ from homeserver.services.sms import FileSmsSender, HttpSmsSender, LogSmsSender, 
 from homeserver.services.space_hierarchy import SpaceHierarchyService
 from homeserver.services.sso import CasService, LoginTokens  # single sign-on
 from homeserver.services.sync import SyncService
+from homeserver.services.third_party_invites import ThirdPartyInviteService  # identity server
 from homeserver.services.thumbnails import ThumbnailService  # media
 from homeserver.services.to_device import ToDeviceService  # e2ee
 from homeserver.services.typing import TypingService  # typing, receipts, presence
@@ -993,6 +996,51 @@ async def _run_pushers(
 # --- end pushers ---------------------------------------------------------------------------------
 
 
+# --- identity server -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Identity:
+    http: httpx.AsyncClient
+    client_apis: list[object]
+    federation_apis: list[object]
+
+
+def _identity(cfg: Config, stores: Stores, rooms: _Rooms) -> _Identity:
+    """Third-party invites (the rooms API's invite and ``invite_3pid``), ``/account/3pid/bind``
+    and ``unbind``, and the identity server's ``/3pid/onbind`` callback (on client listeners
+    too, as Synapse). Run ``_run_identity`` in the background nursery (it closes the client)."""
+    ident = cfg.identity
+    http = httpx.AsyncClient(follow_redirects=False, verify=ident.verify_tls)
+    client = IdentityServerClient(
+        http, timeout_s=ident.request_timeout_s, allow_private=ident.allow_private_destinations
+    )
+    service = ThirdPartyInviteService(
+        rooms.service, stores.events, client, server_name=cfg.server_name
+    )
+    for api in rooms.apis:
+        if isinstance(api, RoomsApi):
+            api.use_third_party_invites(service)
+    max_body = cfg.limits.max_request_body_bytes
+    on_bind = OnBindApi(service, max_body)
+    return _Identity(http, [IdentityBindApi(service, max_body), on_bind], [on_bind])
+
+
+async def _run_identity(
+    identity: _Identity, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Until cancelled; then closes the identity servers' HTTP client."""
+    task_status.started()
+    try:
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await identity.http.aclose()
+
+
+# --- end identity server -------------------------------------------------------------------------
+
+
 # --- server-side search and content reports ------------------------------------------------------
 
 
@@ -1391,6 +1439,7 @@ async def serve_homeserver(
             cfg, stores, clock, signing_key, notifier, aliases=directory, ignored=live.ignored
         )
         account_surface.profile.add_listener(rooms.profile_propagator)
+        identity = _identity(cfg, stores, rooms)  # identity server
         push_rules_changed: list[Callable[[str], None]] = []
         directory_apis = _room_directory_apis(
             cfg,
@@ -1491,6 +1540,7 @@ async def serve_homeserver(
                 *_reporting_apis(cfg, stores, clock, rooms),
                 *_space_hierarchy_apis(stores),
                 *pushers.apis,  # pushers
+                *identity.client_apis,  # identity server
                 *_push_rules_apis(  # push rules
                     cfg,
                     stores,
@@ -1504,6 +1554,7 @@ async def serve_homeserver(
                 *federation_inbound.apis,  # federation: inbound transactions, room graph
                 *federation_memberships,  # federation: remote joins and invites
                 *federation_device_apis,  # federation: EDUs and devices
+                *identity.federation_apis,  # identity server
                 FederationQueryApi(  # federation: profile, alias and room directory queries
                     account_surface.profile,
                     directory,
@@ -1530,6 +1581,7 @@ async def serve_homeserver(
             await background.start(_run_live_layer, live)  # typing, receipts, presence
             await background.start(rooms.profile_propagator.run)
             await background.start(_run_pushers, pushers)  # pushers
+            await background.start(_run_identity, identity)  # identity server
             bound: list[Bound] = []
             async with trio.open_nursery() as servers:
                 for listener in cfg.listeners:

@@ -436,6 +436,30 @@ class PushConfig:
 # --- end pushers config --------------------------------------------------------------------------
 
 
+# --- identity server config ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Requests to identity servers (third-party invites, ``/account/3pid/bind``)."""
+
+    #: Reach identity servers on loopback, private and link-local addresses (tests only).
+    allow_private_destinations: bool = False
+    #: Seconds one request to an identity server may take.
+    request_timeout_s: float = 10.0
+    #: Check identity servers' TLS certificates (false: tests against self-signed ones only).
+    verify_tls: bool = True
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values (for ``_validate``)."""
+        if self.request_timeout_s <= 0:
+            return ["identity.request_timeout_s: must be > 0"]
+        return []
+
+
+# --- end identity server config ------------------------------------------------------------------
+
+
 # --- room directory (issue 6) config -------------------------------------------------------------
 
 
@@ -683,6 +707,8 @@ class Config:
     presence: PresenceConfig = PresenceConfig()
     # --- pushers
     push: PushConfig = PushConfig()
+    # --- identity server
+    identity: IdentityConfig = IdentityConfig()
     # --- room directory (issue 6)
     room_directory: RoomDirectoryConfig = RoomDirectoryConfig()
     # --- user directory
@@ -839,6 +865,7 @@ def _is_optional(tp: Any) -> bool:
 def _validate(cfg: Config, problems: list[str]) -> None:
     problems += cfg.typing.problems() + cfg.presence.problems()
     problems += cfg.push.problems() + cfg.push.ca_problems(cfg.resolve_path)  # pushers
+    problems += cfg.identity.problems()  # identity server
     problems += cfg.federation.problems(cfg.resolve_path)  # federation: keys
     problems += cfg.cas.problems(cfg.public_baseurl, cfg.resolve_path)  # single sign-on
     problems += cfg.login_tokens.problems()  # login tokens

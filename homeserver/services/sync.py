@@ -1040,6 +1040,9 @@ class SyncService:
             if not out and isinstance(given, list):
                 # an invite from another server to a room we are not in: its stripped state
                 out = [e for e in given if isinstance(e, dict) and e.get("type") != "m.room.member"]
+            inviter = current.get(("m.room.member", own.event.sender))
+            if inviter is not None and own.event.sender != own.event.state_key:
+                out.append(_stripped(inviter))  # the inviter's member event, as Synapse
             out.append(_stripped(own))
         return out
 

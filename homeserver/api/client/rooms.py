@@ -36,6 +36,11 @@ from homeserver.services.rooms import (
     StateEventSpec,
     check_room_id,
 )
+from homeserver.services.third_party_invites import (
+    ThirdPartyInvite,
+    ThirdPartyInviteService,
+    parse_third_party_invite,
+)
 
 __all__ = ["RoomsApi", "SendEventEndpoint"]
 
@@ -52,6 +57,17 @@ def _object(body: JsonDict, key: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise BadJson(f"{key!r} must be an object")
     return value
+
+
+def _invite_3pid(body: JsonDict) -> list[ThirdPartyInvite]:
+    """createRoom's ``invite_3pid``: a list of third-party invites (checked before the room
+    is created)."""
+    value = body.get("invite_3pid")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise BadJson("'invite_3pid' must be a list of objects")
+    return [parse_third_party_invite(v) for v in value]
 
 
 def _check_event_type(event_type: str) -> str:
@@ -167,6 +183,16 @@ class RoomsApi:
     def __init__(self, rooms: RoomService, max_body_bytes: int) -> None:
         self._rooms = rooms
         self._max_body = max_body_bytes
+        self._third_party: ThirdPartyInviteService | None = None
+
+    def use_third_party_invites(self, service: ThirdPartyInviteService) -> None:
+        """Serve third-party invites (``invite_3pid``, the invite body with ``medium``)."""
+        self._third_party = service
+
+    def _third_party_invites(self) -> ThirdPartyInviteService:
+        if self._third_party is None:
+            raise Forbidden("Third-party invites are not supported on this server")
+        return self._third_party
 
     @property
     def rooms(self) -> RoomService:
@@ -181,8 +207,15 @@ class RoomsApi:
 
         "Create a new room with various configuration options." Returns ``room_id``.
         """
-        req = parse_create_room(await optional_json_body(self._max_body))
-        return {"room_id": await self._rooms.create_room(requester, req)}
+        body = await optional_json_body(self._max_body)
+        req = parse_create_room(body)
+        invite_3pid = _invite_3pid(body)
+        if invite_3pid:
+            self._third_party_invites()
+        room_id = await self._rooms.create_room(requester, req)
+        for invite in invite_3pid:  # "A list of objects representing third-party IDs to invite"
+            await self._third_party_invites().invite(requester, room_id, invite)
+        return {"room_id": room_id}
 
     @route(
         "PUT",
@@ -371,13 +404,16 @@ class RoomsApi:
 
         Spec: #post_matrixclientv3roomsroomidinvite. "This API invites a user to participate
         in a particular room." ``reason`` goes on the invite. The third-party form
-        (``third_party_membership.yaml``: ``id_server``, ``medium``, ``address``) is answered
-        ``403 M_FORBIDDEN``: this server has no identity-server lookups.
+        (``third_party_membership.yaml``:
+        ``id_server``, ``id_access_token``, ``medium``, ``address``) goes to
+        :mod:`homeserver.services.third_party_invites`.
         """
         check_room_id(room_id)
         body = await read_json_body(self._max_body)
         if "user_id" not in body and {"medium", "address"} & body.keys():
-            raise Forbidden("Third-party invites are not supported on this server")
+            service = self._third_party_invites()
+            await service.invite(requester, room_id, parse_third_party_invite(body))
+            return {}
         return await self._target_action(requester, room_id, "invite", action="invite")
 
     @route("POST", f"{_PREFIX}/rooms/{{room_id}}/leave", auth="user", rate_limit="client_default")
