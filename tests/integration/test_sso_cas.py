@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
 from html import unescape
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -20,6 +21,7 @@ import httpx
 import hypercorn.trio
 import pytest
 import trio
+import trustme
 from hypercorn.config import Config as HypercornConfig
 
 from tests.integration.conftest import SERVER_NAME, RunningServer, ServerFactory
@@ -77,10 +79,29 @@ class FakeCas:
 
 @pytest.fixture
 async def cas(nursery: trio.Nursery) -> AsyncIterator[FakeCas]:
+    async for fake in _serve_cas(nursery):
+        yield fake
+
+
+@pytest.fixture
+async def tls_cas(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[tuple[FakeCas, Path]]:
+    """The fake CAS server over TLS, its certificate from a CA of the test's (written to a file)."""
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "cas.pem")
+    )
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    async for fake in _serve_cas(nursery, tmp_path / "cas.pem"):
+        yield fake, tmp_path / "ca.pem"
+
+
+async def _serve_cas(nursery: trio.Nursery, pem: Path | None = None) -> AsyncIterator[FakeCas]:
     fake = FakeCas()
     config = HypercornConfig()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
+    if pem is not None:
+        config.certfile = config.keyfile = str(pem)
     stop = trio.Event()
     urls = await nursery.start(
         partial(hypercorn.trio.serve, fake.app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
@@ -323,3 +344,21 @@ async def test_get_token(homeserver_factory: ServerFactory, cas: FakeCas) -> Non
             headers={"Authorization": f"Bearer {login['access_token']}"},
         )
         assert r.status_code == 404
+
+
+async def test_cas_server_over_tls_with_a_custom_ca(
+    homeserver_factory: ServerFactory, tls_cas: tuple[FakeCas, Path]
+) -> None:
+    fake, ca_file = tls_cas
+    assert fake.url.startswith("https://")
+    srv = await start(homeserver_factory, fake, cas={"custom_ca_file": str(ca_file)})
+    r = await token_login(srv, await cas_login_token(srv, fake, "frank"))
+    assert r.json()["user_id"] == f"@frank:{SERVER_NAME}"
+    # without the CA, the CAS server's certificate is not trusted: 502
+    other = await start(homeserver_factory, fake)
+    fake.answer = cas_success("frank")
+    async with other.client() as c:
+        r = await c.get(
+            f"{V3}/login/cas/ticket", params={"redirectUrl": REDIRECT, "ticket": "ST-5"}
+        )
+    assert r.status_code == 502 and r.json()["errcode"] == "M_UNKNOWN"
