@@ -487,6 +487,7 @@ def _account_surface(
             CapabilitiesApi(
                 default_room_version=cfg.default_room_version,
                 change_password=True,
+                get_login_token=cfg.login_tokens.allow_get_token,  # single sign-on
                 threepid_changes=cfg.otp.enabled or cfg.email.enabled,
             ),
             OpenIdApi(openid),

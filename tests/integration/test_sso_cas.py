@@ -319,6 +319,8 @@ async def test_get_token(homeserver_factory: ServerFactory, cas: FakeCas) -> Non
     async with srv.client() as c:
         flows = (await c.get(f"{V3}/login")).json()["flows"]
         assert {"type": "m.login.token", "get_login_token": True} in flows
+        caps = (await c.get(f"{V3}/capabilities", headers=headers)).json()["capabilities"]
+        assert caps["m.get_login_token"] == {"enabled": True}
         r = await c.post("/_matrix/client/v1/login/get_token", json={}, headers=headers)
         assert r.status_code == 401
         session = r.json()["session"]

@@ -19,10 +19,17 @@ class CapabilitiesApi:
         change_password: whether ``POST /account/password`` works for users.
         threepid_changes: whether ``/account/3pid/add`` and ``/delete`` work (phone numbers,
             with SMS verification).
+        get_login_token: whether ``POST /_matrix/client/v1/login/get_token`` is offered
+            (``login_tokens.allow_get_token``).
     """
 
     def __init__(
-        self, *, default_room_version: str, change_password: bool, threepid_changes: bool = False
+        self,
+        *,
+        default_room_version: str,
+        change_password: bool,
+        threepid_changes: bool = False,
+        get_login_token: bool = False,
     ) -> None:
         self._body: JsonDict = {
             "capabilities": {
@@ -36,7 +43,7 @@ class CapabilitiesApi:
                 "m.set_avatar_url": {"enabled": True},
                 # Phone numbers can be added and removed when SMS verification is on.
                 "m.3pid_changes": {"enabled": threepid_changes},
-                "m.get_login_token": {"enabled": False},
+                "m.get_login_token": {"enabled": get_login_token},
                 "m.profile_fields": {"enabled": True},
             }
         }
