@@ -20,7 +20,9 @@ Out::
   as :meth:`PresenceService.for_other_servers` allows: the last-seen privacy setting applies to
   other servers as to local users, so a ``nobody`` user's presence never leaves the server
   (only the one ``offline`` when they become hidden), and ``contacts`` only reaches servers of
-  users sharing a room (the only ones presence is ever sent to).
+  users sharing a room (the only ones presence is ever sent to). Users who are not offline are
+  announced again every :data:`PRESENCE_PING_INTERVAL_S` (Synapse takes another server's user
+  as offline after 30 minutes without news, and pings its own every 25).
 
 In: each handler checks that the user (or sender) belongs to the origin server, the spec's
 "the server MUST verify the sending server is the same as the user's server" (SyTest "Inbound
@@ -54,12 +56,14 @@ from homeserver.services.receipts import READ, ReceiptsService
 from homeserver.services.to_device import ToDeviceService
 from homeserver.services.typing import TypingService
 
-__all__ = ["REMOTE_TYPING_TIMEOUT_MS", "EduSender", "FederationEdus"]
+__all__ = ["PRESENCE_PING_INTERVAL_S", "REMOTE_TYPING_TIMEOUT_MS", "EduSender", "FederationEdus"]
 
 logger = logging.getLogger(__name__)
 
 #: How long a remote user counts as typing after their server said so.
 REMOTE_TYPING_TIMEOUT_MS = 30_000
+#: How often the presence of local users who are not offline is sent again.
+PRESENCE_PING_INTERVAL_S = 25 * 60
 #: Pending outbound changes; beyond this the oldest change is lost (logged).
 _QUEUE_SIZE = 10_000
 
@@ -91,6 +95,7 @@ class FederationEdus:
         presence: the presence service (listened to; remote presence applied to it).
         users_sharing_room: the users in a room with a user (presence destinations).
         server_name: ours.
+        presence_ping_interval_s: how often presence that is not offline is sent again.
     """
 
     def __init__(
@@ -104,8 +109,10 @@ class FederationEdus:
         users_sharing_room: Callable[[str], Awaitable[set[str]]],
         *,
         server_name: str,
+        presence_ping_interval_s: float = PRESENCE_PING_INTERVAL_S,
     ) -> None:
         self._typing = typing
+        self._ping_interval = presence_ping_interval_s
         self._receipts = receipts
         self._to_device = to_device
         self._sender = sender
@@ -192,8 +199,19 @@ class FederationEdus:
             )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Send queued typing and receipt changes to the rooms' servers, forever."""
-        task_status.started()
+        """Send queued changes to the servers concerned, and presence pings, forever."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._ping_presence)
+            task_status.started()
+            await self._send_queued()
+
+    async def _ping_presence(self) -> None:
+        while True:
+            await trio.sleep(self._ping_interval)
+            for user_id in self._presence.online_local_users():
+                self._on_presence(user_id, False)
+
+    async def _send_queued(self) -> None:
         async for room_id, edu_type, content in self._receive:
             try:
                 if edu_type == "m.presence":

@@ -428,6 +428,10 @@ class PresenceService:
             self._dirty.add(user_id)
             self._kick.set()
 
+    def online_local_users(self) -> list[str]:
+        """Local users who are not offline (federation re-announces them now and then)."""
+        return sorted(u for u, live in self._live.items() if live.state != OFFLINE)
+
     @property
     def tracked_users(self) -> int:
         """Users held in memory (for metrics and tests)."""
