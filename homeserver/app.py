@@ -1007,7 +1007,7 @@ class _Identity:
     federation_apis: list[object]
 
 
-def _identity(cfg: Config, stores: Stores, rooms: _Rooms) -> _Identity:
+def _identity(cfg: Config, stores: Stores, rooms: _Rooms, accounts: _Accounts) -> _Identity:
     """Third-party invites (the rooms API's invite and ``invite_3pid``), ``/account/3pid/bind``
     and ``unbind``, and the identity server's ``/3pid/onbind`` callback (on client listeners
     too, as Synapse). Run ``_run_identity`` in the background nursery (it closes the client)."""
@@ -1022,6 +1022,9 @@ def _identity(cfg: Config, stores: Stores, rooms: _Rooms) -> _Identity:
     for api in rooms.apis:
         if isinstance(api, RoomsApi):
             api.use_third_party_invites(service)
+    for api in accounts.apis:
+        if isinstance(api, AccountApi):
+            api.use_identity_servers(service)
     max_body = cfg.limits.max_request_body_bytes
     on_bind = OnBindApi(service, max_body)
     return _Identity(http, [IdentityBindApi(service, max_body), on_bind], [on_bind])
@@ -1440,7 +1443,7 @@ async def serve_homeserver(
             cfg, stores, clock, signing_key, notifier, aliases=directory, ignored=live.ignored
         )
         account_surface.profile.add_listener(rooms.profile_propagator)
-        identity = _identity(cfg, stores, rooms)  # identity server
+        identity = _identity(cfg, stores, rooms, accounts)  # identity server
         push_rules_changed: list[Callable[[str], None]] = []
         directory_apis = _room_directory_apis(
             cfg,

@@ -326,6 +326,20 @@ async def test_bind_and_unbind(
         assert id_server.bindings == {}
         r = await c.post("/_matrix/client/unstable/account/3pid/unbind", json=body)
         assert r.json() == {"id_server_unbind_result": "no-support"}
+        # bound out of band: /account/3pid/delete with id_server unbinds it there
+        id_server.bindings[("email", "bob2@example.org")] = bob_id
+        r = await c.post(
+            "/_matrix/client/v3/account/3pid/delete",
+            json={"id_server": id_server.name, "medium": "email", "address": "bob2@example.org"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json() == {"id_server_unbind_result": "success"}
+        assert id_server.bindings == {}
+        r = await c.post(
+            "/_matrix/client/v3/account/3pid/delete",
+            json={"id_server": "no/such", "medium": "email", "address": "bob2@example.org"},
+        )
+        assert (r.status_code, r.json()["errcode"]) == (400, "M_INVALID_PARAM")
         # the identity server's own error comes back as a Matrix error, not a 500
         r = await c.post(
             "/_matrix/client/v3/account/3pid/bind",

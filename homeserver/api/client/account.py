@@ -18,8 +18,10 @@ from homeserver.errors import BadJson, Codes, InvalidParam, MatrixError, NotFoun
 from homeserver.services.account import AccountService
 from homeserver.services.email_threepids import EmailPurpose, EmailVerificationService
 from homeserver.services.identifiers import e164_from_msisdn, msisdn_address
+from homeserver.services.identity_server import check_id_server
 from homeserver.services.otp import PhoneVerificationService
 from homeserver.services.requester import Requester
+from homeserver.services.third_party_invites import ThirdPartyInviteService
 from homeserver.services.uia import EMAIL_IDENTITY, MSISDN, PASSWORD, UiaService, request_key
 
 __all__ = ["AccountApi"]
@@ -44,6 +46,11 @@ class AccountApi:
         self._phones = phones
         self._max = max_body_bytes
         self._public_baseurl = public_baseurl
+        self._identity: ThirdPartyInviteService | None = None
+
+    def use_identity_servers(self, service: ThirdPartyInviteService) -> None:
+        """Unbind at the identity server a client names in ``/account/3pid/delete``."""
+        self._identity = service
 
     def _reauth_flows(self) -> list[list[str]]:
         return [[PASSWORD], *([[MSISDN]] if self._phones.enabled else [])]
@@ -212,18 +219,27 @@ class AccountApi:
 
         "Removes a third-party identifier from the user's account. This might not cause an
         unbind of the identifier from the identity server." Removing a number that is not
-        bound is not an error.
+        bound is not an error. With ``id_server`` the identifier is first unbound there (it
+        may have been bound out of band): ``id_server_unbind_result`` is ``success`` if it
+        was; no record of bindings is kept, so without ``id_server`` it is ``no-support``.
         """
         body = await read_json_body(self._max)
         medium = req_str(body, "medium", max_len=32)
         address = req_str(body, "address", max_len=512)
+        result = "no-support"
+        id_server = body.get("id_server")
+        if id_server is not None and self._identity is not None:
+            result = await self._identity.unbind(
+                requester, id_server=check_id_server(id_server), medium=medium, address=address
+            )
         if medium == "email" and self._emails is not None:
             await self._emails.unbind(requester.user_id, address)
-            return {"id_server_unbind_result": "no-support"}
-        if medium != "msisdn":
+            return {"id_server_unbind_result": result}
+        if medium == "msisdn":
+            await self._account.unbind_phone(requester.user_id, e164_from_msisdn(address))
+        elif result != "success":
             raise InvalidParam("Only email and msisdn third-party identifiers are supported")
-        await self._account.unbind_phone(requester.user_id, e164_from_msisdn(address))
-        return {"id_server_unbind_result": "no-support"}
+        return {"id_server_unbind_result": result}
 
     @route("POST", "/_matrix/client/v3/account/3pid/msisdn/requestToken")
     async def msisdn_request_token(self) -> Any:
