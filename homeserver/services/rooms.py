@@ -398,6 +398,7 @@ class RoomService:
             }
             if reason is not None:
                 remote_content["reason"] = reason
+            await self._add_profile(requester.user_id, remote_content)
             assert self._remote_joins is not None
             await self._remote_joins.join(requester.user_id, room_id, servers, remote_content)
             return room_id
@@ -451,15 +452,15 @@ class RoomService:
     async def _add_profile(self, user_id: str, content: dict[str, Any]) -> None:
         """Put the user's display name and avatar into a join's content where it has none
         (spec: Profiles › "Events on Change of Profile Information"; Synapse does the same,
-        so clients show the member's name without a profile lookup)."""
+        so clients show the member's name without a profile lookup). As in Synapse, both keys
+        are always there, ``null`` when the profile has no such field."""
         if self._profiles is None:
             return
         for key in ("displayname", "avatar_url"):
             if key in content:
                 continue
             found, value = await self._profiles.get_field(user_id, key)
-            if found and isinstance(value, str):
-                content[key] = value
+            content[key] = value if found and isinstance(value, str) else None
 
     async def _guests_may_join(self, room_id: str) -> bool:
         """Spec: client-server › Guest access: guests may join a room whose

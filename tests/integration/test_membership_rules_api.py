@@ -197,12 +197,13 @@ async def test_join_puts_the_body_into_the_member_event(server: RunningServer) -
         r = await b.post(f"{V3}/join/{room_id}", json={"foo": "bar", "reason": "hi"})
         assert r.status_code == 200, r.text
         content = (await a.get(member)).json()
-        # the profile's display name comes along (no avatar is set)
+        # the profile's display name comes along; no avatar is set: null, as Synapse has it
         assert content == {
             "membership": "join",
             "foo": "bar",
             "reason": "hi",
             "displayname": "Bobby",
+            "avatar_url": None,
         }
 
         r = await b.post(
@@ -219,6 +220,7 @@ async def test_join_puts_the_body_into_the_member_event(server: RunningServer) -
             "membership": "join",
             "foo": "baz",
             "displayname": "Custom",
+            "avatar_url": None,
         }
 
         r = await b.post(f"{V3}/rooms/{room_id}/join", json={"reason": 5})
