@@ -43,7 +43,11 @@ from homeserver.api.client.capabilities import CapabilitiesApi
 from homeserver.api.client.devices import DevicesApi
 from homeserver.api.client.directory import DirectoryApi  # room directory
 from homeserver.api.client.filter import FilterApi  # sync and filters
-from homeserver.api.client.identity import IdentityBindApi, OnBindApi  # identity server
+from homeserver.api.client.identity import (  # identity server
+    ExchangeThirdPartyInviteApi,
+    IdentityBindApi,
+    OnBindApi,
+)
 from homeserver.api.client.keys import KeysApi  # e2ee
 from homeserver.api.client.legacy import (  # the r0 API
     EventStreamEndpoint,
@@ -1007,7 +1011,13 @@ class _Identity:
     federation_apis: list[object]
 
 
-def _identity(cfg: Config, stores: Stores, rooms: _Rooms, accounts: _Accounts) -> _Identity:
+def _identity(
+    cfg: Config,
+    stores: Stores,
+    rooms: _Rooms,
+    accounts: _Accounts,
+    federation_keys: _FederationKeys,
+) -> _Identity:
     """Third-party invites (the rooms API's invite and ``invite_3pid``), ``/account/3pid/bind``
     and ``unbind``, and the identity server's ``/3pid/onbind`` callback (on client listeners
     too, as Synapse). Run ``_run_identity`` in the background nursery (it closes the client)."""
@@ -1017,7 +1027,11 @@ def _identity(cfg: Config, stores: Stores, rooms: _Rooms, accounts: _Accounts) -
         http, timeout_s=ident.request_timeout_s, allow_private=ident.allow_private_destinations
     )
     service = ThirdPartyInviteService(
-        rooms.service, stores.events, client, server_name=cfg.server_name
+        rooms.service,
+        stores.events,
+        client,
+        server_name=cfg.server_name,
+        federation=federation_keys.transport if cfg.federation.enabled else None,
     )
     for api in rooms.apis:
         if isinstance(api, RoomsApi):
@@ -1027,7 +1041,12 @@ def _identity(cfg: Config, stores: Stores, rooms: _Rooms, accounts: _Accounts) -
             api.use_identity_servers(service)
     max_body = cfg.limits.max_request_body_bytes
     on_bind = OnBindApi(service, max_body)
-    return _Identity(http, [IdentityBindApi(service, max_body), on_bind], [on_bind])
+    federation_apis: list[object] = [on_bind]
+    if cfg.federation.enabled:
+        federation_apis.append(
+            ExchangeThirdPartyInviteApi(service, federation_keys.auth.authenticate, max_body)
+        )
+    return _Identity(http, [IdentityBindApi(service, max_body), on_bind], federation_apis)
 
 
 async def _run_identity(
@@ -1443,7 +1462,7 @@ async def serve_homeserver(
             cfg, stores, clock, signing_key, notifier, aliases=directory, ignored=live.ignored
         )
         account_surface.profile.add_listener(rooms.profile_propagator)
-        identity = _identity(cfg, stores, rooms, accounts)  # identity server
+        identity = _identity(cfg, stores, rooms, accounts, federation_keys)  # identity server
         push_rules_changed: list[Callable[[str], None]] = []
         directory_apis = _room_directory_apis(
             cfg,

@@ -1039,7 +1039,17 @@ class SyncService:
             given = own.event.pdu.get("unsigned", {}).get("invite_room_state")
             if not out and isinstance(given, list):
                 # an invite from another server to a room we are not in: its stripped state
-                out = [e for e in given if isinstance(e, dict) and e.get("type") != "m.room.member"]
+                # (of the member events, only the inviter's)
+                inviter_id = own.event.sender
+                out = [
+                    e
+                    for e in given
+                    if isinstance(e, dict)
+                    and (
+                        e.get("type") != "m.room.member"
+                        or (e.get("state_key") == inviter_id != own.event.state_key)
+                    )
+                ]
             inviter = current.get(("m.room.member", own.event.sender))
             if inviter is not None and own.event.sender != own.event.state_key:
                 out.append(_stripped(inviter))  # the inviter's member event, as Synapse

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
+from federation.client import FederationTransport
+from federation.client.errors import FederationError
 from federation.core.auth_rules import verify_third_party_signed
 from homeserver.errors import Forbidden, InvalidParam, MatrixError, MissingParam
 from homeserver.services.identity_server import IdentityServerClient, check_id_server
@@ -73,6 +76,8 @@ class ThirdPartyInviteService:
         events: the room state (the ``m.room.third_party_invite`` events).
         identity: the identity-server client.
         server_name: ours (an onbind invite is completed here only when its sender is local).
+        federation: signed requests to other servers (``exchange_third_party_invite``);
+            None: federation is off.
     """
 
     def __init__(
@@ -82,7 +87,9 @@ class ThirdPartyInviteService:
         identity: IdentityServerClient,
         *,
         server_name: str,
+        federation: FederationTransport | None = None,
     ) -> None:
+        self._federation = federation
         self._rooms = rooms
         self._events = events
         self._identity = identity
@@ -157,17 +164,69 @@ class ThirdPartyInviteService:
     async def _complete(self, entry: object) -> bool:
         """Send one stored invite's invite event; False when it is refused (malformed, no
         such ``m.room.third_party_invite``, a signature no valid key of it verifies, or the
-        auth rules refuse the event). An invite from another server's user is not ours to
-        complete (True)."""
+        auth rules refuse the event). An invite from another server's user goes to that
+        server (``exchange_third_party_invite``)."""
         if not isinstance(entry, dict):
             return False
         room_id, sender, signed = entry.get("room_id"), entry.get("sender"), entry.get("signed")
         if not isinstance(room_id, str) or not isinstance(sender, str):
             return False
-        if not sender.endswith(":" + self._server_name):
-            return True
         if not isinstance(signed, dict):
             return False
+        if not sender.endswith(":" + self._server_name):
+            return await self._exchange_remote(room_id, sender, signed)
+        return await self._send_invite(room_id, sender, signed)
+
+    async def _exchange_remote(self, room_id: str, sender: str, signed: dict[str, Any]) -> bool:
+        target = signed.get("mxid")
+        if self._federation is None or not isinstance(target, str):
+            return False
+        event = {
+            "type": "m.room.member",
+            "room_id": room_id,
+            "sender": sender,
+            "state_key": target,
+            "content": {"membership": "invite", "third_party_invite": {"signed": signed}},
+        }
+        try:
+            await self._federation.request(
+                sender.partition(":")[2],
+                "PUT",
+                f"/_matrix/federation/v1/exchange_third_party_invite/{quote(room_id, safe='')}",
+                content=event,
+            )
+        except (FederationError, MatrixError):
+            return False
+        return True
+
+    async def on_exchange(self, origin: str, room_id: str, event: Mapping[str, Any]) -> None:
+        """``PUT /_matrix/federation/v1/exchange_third_party_invite/{roomId}``: another
+        server got the identity server's ``onbind`` for an invite one of our users made; the
+        invite event is checked and sent as for a local ``onbind``.
+
+        Raises:
+            InvalidParam: not an invite member event of this room from a local sender.
+            Forbidden: the invite is refused (see :meth:`_send_invite`).
+        """
+        content = event.get("content")
+        sender = event.get("sender")
+        invite = content.get("third_party_invite") if isinstance(content, dict) else None
+        signed = invite.get("signed") if isinstance(invite, dict) else None
+        if (
+            event.get("type") != "m.room.member"
+            or event.get("room_id") != room_id
+            or not isinstance(sender, str)
+            or not sender.endswith(":" + self._server_name)
+            or not isinstance(content, dict)
+            or content.get("membership") != "invite"
+            or not isinstance(signed, dict)
+            or signed.get("mxid") != event.get("state_key")
+        ):
+            raise InvalidParam("Not a third-party invite from a user of this server")
+        if not await self._send_invite(room_id, sender, signed):
+            raise Forbidden("The third-party invite could not be verified")
+
+    async def _send_invite(self, room_id: str, sender: str, signed: dict[str, Any]) -> bool:
         target, token = signed.get("mxid"), signed.get("token")
         if not isinstance(target, str) or not isinstance(token, str):
             return False

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from homeserver.api._http import JsonDict, read_json_body, route
 from homeserver.api.client._body import required_string
+from homeserver.api.federation.transactions import Authenticate
 from homeserver.services.identity_server import check_id_server
 from homeserver.services.requester import Requester
 from homeserver.services.third_party_invites import ThirdPartyInviteService
 
-__all__ = ["IdentityBindApi", "OnBindApi"]
+__all__ = ["ExchangeThirdPartyInviteApi", "IdentityBindApi", "OnBindApi"]
 
 
 class IdentityBindApi:
@@ -99,4 +100,37 @@ class OnBindApi:
         """
         body = await read_json_body(self._max_body)
         await self._service.on_bind(body)
+        return {}
+
+
+class ExchangeThirdPartyInviteApi:
+    """``PUT /_matrix/federation/v1/exchange_third_party_invite/{roomId}`` (X-Matrix signed).
+
+    Args:
+        service: third-party invites.
+        authenticate: the request authentication (X-Matrix).
+        max_body_bytes: the request body limit.
+    """
+
+    def __init__(
+        self, service: ThirdPartyInviteService, authenticate: Authenticate, max_body_bytes: int
+    ) -> None:
+        self._service = service
+        self._authenticate = authenticate
+        self._max_body = max_body_bytes
+
+    @route("PUT", "/_matrix/federation/v1/exchange_third_party_invite/{room_id}")
+    async def exchange(self, room_id: str) -> JsonDict:
+        """PUT /_matrix/federation/v1/exchange_third_party_invite/{roomId}.
+
+        Spec: server-server-api › Third-party invites
+        (#put_matrixfederationv1exchange_third_party_inviteroomid). "The receiving server will
+        verify the partial m.room.member event given in the request body. If valid, the
+        receiving server will issue an invite as per the Inviting to a room section before
+        returning a response to this request." ``400 M_INVALID_PARAM`` for an event that is
+        not such an invite from one of our users; ``403 M_FORBIDDEN`` if it does not verify.
+        """
+        origin = await self._authenticate()
+        body = await read_json_body(self._max_body)
+        await self._service.on_exchange(origin, room_id, body)
         return {}
