@@ -1017,6 +1017,7 @@ def _identity(
     rooms: _Rooms,
     accounts: _Accounts,
     federation_keys: _FederationKeys,
+    signing_key: SigningKey,
 ) -> _Identity:
     """Third-party invites (the rooms API's invite and ``invite_3pid``), ``/account/3pid/bind``
     and ``unbind``, and the identity server's ``/3pid/onbind`` callback (on client listeners
@@ -1024,7 +1025,11 @@ def _identity(
     ident = cfg.identity
     http = httpx.AsyncClient(follow_redirects=False, verify=ident.verify_tls)
     client = IdentityServerClient(
-        http, timeout_s=ident.request_timeout_s, allow_private=ident.allow_private_destinations
+        http,
+        timeout_s=ident.request_timeout_s,
+        allow_private=ident.allow_private_destinations,
+        signing_key=signing_key,
+        server_name=cfg.server_name,
     )
     service = ThirdPartyInviteService(
         rooms.service,
@@ -1462,7 +1467,9 @@ async def serve_homeserver(
             cfg, stores, clock, signing_key, notifier, aliases=directory, ignored=live.ignored
         )
         account_surface.profile.add_listener(rooms.profile_propagator)
-        identity = _identity(cfg, stores, rooms, accounts, federation_keys)  # identity server
+        identity = _identity(  # identity server
+            cfg, stores, rooms, accounts, federation_keys, signing_key
+        )
         push_rules_changed: list[Callable[[str], None]] = []
         directory_apis = _room_directory_apis(
             cfg,

@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
+from federation.core.signing import SigningKey
+from federation.core.xmatrix import sign_request
 from homeserver.errors import Codes, InvalidParam, MatrixError
 from homeserver.services.pushers import is_public_address
 
@@ -67,6 +69,9 @@ class IdentityServerClient:
         timeout_s: one request's whole timeout (``identity.request_timeout_s``).
         allow_private: reach loopback/private addresses (``identity.allow_private_destinations``).
         resolve: host name → addresses (default: the system resolver through Trio).
+        signing_key: our server key: ``3pid/unbind`` is signed with it (X-Matrix, origin
+            ``server_name``), as the spec asks of a homeserver unbinding for its user.
+        server_name: ours.
     """
 
     def __init__(
@@ -76,7 +81,11 @@ class IdentityServerClient:
         timeout_s: float,
         allow_private: bool,
         resolve: Callable[[str], Awaitable[list[str]]] | None = None,
+        signing_key: SigningKey | None = None,
+        server_name: str | None = None,
     ) -> None:
+        self._signing_key = signing_key
+        self._server_name = server_name
         self._http = http
         self._timeout = timeout_s
         self._allow_private = allow_private
@@ -107,11 +116,16 @@ class IdentityServerClient:
         access_token: str | None = None,
         body: Mapping[str, Any] | None = None,
         accept_404: bool = False,
+        sign: bool = False,
     ) -> dict[str, Any] | None:
         """One request; the answer's JSON object (None for a 404 when ``accept_404``)."""
         check_id_server(id_server)
         await self._check_destination(id_server)
         headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
+        if sign and self._signing_key is not None and self._server_name is not None:
+            headers["Authorization"] = sign_request(
+                self._signing_key, method, path, self._server_name, id_server, body
+            )
         url = f"https://{id_server}{path}"
         try:
             with trio.fail_after(self._timeout):
@@ -257,5 +271,6 @@ class IdentityServerClient:
             "/_matrix/identity/v2/3pid/unbind",
             body={"mxid": mxid, "threepid": {"medium": medium, "address": address}},
             accept_404=True,
+            sign=True,
         )
         return answer is not None

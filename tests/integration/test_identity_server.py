@@ -52,6 +52,7 @@ class FakeIdentityServer:
     sessions: dict[str, tuple[str, str]] = field(default_factory=dict)
     invites: list[dict[str, Any]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    unbind_auth: list[str] = field(default_factory=list)
 
     @property
     def public_key(self) -> str:
@@ -95,6 +96,7 @@ class FakeIdentityServer:
             self.bindings[(medium, address)] = body["mxid"]
             return 200, self.sign({"medium": medium, "address": address, "mxid": body["mxid"]})
         if path == "/_matrix/identity/v2/3pid/unbind":
+            self.unbind_auth.append(auth)
             pair = (body["threepid"]["medium"], body["threepid"]["address"])
             if self.bindings.get(pair) != body["mxid"]:
                 return 404, {"errcode": "M_NOT_FOUND", "error": "no binding"}
@@ -324,6 +326,10 @@ async def test_bind_and_unbind(
         assert r.status_code == 200, r.text
         assert r.json() == {"id_server_unbind_result": "success"}
         assert id_server.bindings == {}
+        # the homeserver signs its unbind request (X-Matrix, for its own server name)
+        assert id_server.unbind_auth[-1].startswith("X-Matrix ")
+        assert 'origin="test.local"' in id_server.unbind_auth[-1]
+        assert f'destination="{id_server.name}"' in id_server.unbind_auth[-1]
         r = await c.post("/_matrix/client/unstable/account/3pid/unbind", json=body)
         assert r.json() == {"id_server_unbind_result": "no-support"}
         # bound out of band: /account/3pid/delete with id_server unbinds it there
