@@ -58,10 +58,10 @@ from homeserver.api.client.legacy import (  # the r0 API
     RoomInitialSyncEndpoint,
 )
 from homeserver.api.client.login import LoginApi
+from homeserver.api.client.notifications import NotificationsApi  # pushers
 from homeserver.api.client.openid import OpenIdApi
 from homeserver.api.client.presence import PresenceApi  # typing, receipts, presence
 from homeserver.api.client.profile import ProfileApi
-from homeserver.api.client.notifications import NotificationsApi  # pushers
 from homeserver.api.client.push_rules import PushRulesApi
 from homeserver.api.client.pushers import PushersApi  # pushers
 from homeserver.api.client.receipts import ReceiptsApi  # typing, receipts, presence
@@ -152,12 +152,12 @@ from homeserver.services.presence import PresenceService  # typing, receipts, pr
 from homeserver.services.profile import ProfileService
 from homeserver.services.profile_propagation import ProfilePropagator  # rooms access
 from homeserver.services.push_rules import PushRulesService
+from homeserver.services.push_ruleset import PUSH_RULES_TYPE
 from homeserver.services.push_sender import (  # pushers
     HttpPushGateway,
     PushSender,
     PushSettings,
 )
-from homeserver.services.push_ruleset import PUSH_RULES_TYPE
 from homeserver.services.pushers import PusherService  # pushers
 from homeserver.services.ratelimit import RateLimiter
 from homeserver.services.receipts import ReceiptsService  # typing, receipts, presence
@@ -191,8 +191,8 @@ from homeserver.storage.events import StoredEvent
 from homeserver.storage.federation_devices import FederationDeviceStore  # federation: devices
 from homeserver.storage.federation_events import FederationEventStore  # federation: inbound
 from homeserver.storage.federation_queue import FederationQueueStore  # federation: sender
-from homeserver.storage.pushers import PusherStore  # pushers
 from homeserver.storage.media_files import LocalFileStore  # media
+from homeserver.storage.pushers import PusherStore  # pushers
 from homeserver.storage.server_keys import ServerKeyStore  # federation: keys
 from homeserver.streams import StreamName, StreamToken  # the r0 API
 
