@@ -25,7 +25,8 @@ first in the handler. Errors, in the order checked:
 
 - federation disabled: 403 ``M_FORBIDDEN``;
 - no or malformed ``X-Matrix`` header, or a ``destination`` that is not us: 401
-  ``M_UNAUTHORIZED`` (before any key is fetched);
+  ``M_UNAUTHORIZED`` (before any key is fetched); an ``origin`` that is not a server name
+  (``localhost:http``): 400 ``M_UNAUTHORIZED``, as Synapse;
 - origin denied by ``domain_denylist`` / not in ``domain_allowlist``: 403 ``M_FORBIDDEN``;
 - body not JSON: 400 ``M_NOT_JSON``;
 - key unknown (not fetchable, or not valid now) or signature bad: 401 ``M_UNAUTHORIZED``.
@@ -113,7 +114,9 @@ class FederationAuthenticator:
         if auth.destination is not None and auth.destination != ours:
             raise Unauthorized(f"Request is for {auth.destination}, this is {ours}")
         if not is_valid_server_name(auth.origin):
-            raise Unauthorized("Origin is not a valid server name")
+            # a malformed header, not a bad signature: 400, as Synapse answers (SyTest
+            # "Non-numeric ports in server names are rejected")
+            raise MatrixError(400, Codes.UNAUTHORIZED, "Origin is not a valid server name")
         if not self._policy.allows(auth.origin):
             raise Forbidden(f"Federation with {auth.origin} is not allowed")
         content = await self._body(req)

@@ -164,7 +164,11 @@ async def test_refusals(env: Env) -> None:
     )
     assert _error(await env.call("PUT", path, body, origin=DENIED)) == (403, "M_FORBIDDEN")
     assert _error(await env.call("PUT", path, body, origin="bad origin!")) == (
-        401,
+        400,
+        "M_UNAUTHORIZED",
+    )
+    assert _error(await env.call("PUT", path, body, origin="localhost:http")) == (
+        400,
         "M_UNAUTHORIZED",
     )
     assert env.fetcher.calls == []  # none of those fetched a key
